@@ -1,0 +1,200 @@
+"""Typed, layered configuration (DESIGN §6).
+
+Sources, in rising precedence:
+
+    chassis defaults (the model)
+    < config.yml in the service folder
+    < config.<ENVIRONMENT>.yml (the profile chosen by the ENVIRONMENT variable)
+    < environment variables (nested keys joined by ``__``, e.g. DATABASE__POOL_SIZE)
+    < ``*_FILE`` variables naming a file that holds the value (docker/k8s secrets)
+
+``DATABASE_URL`` (and ``DATABASE_URL_FILE``) set ``database.url``. A bad value stops start-up
+with a :class:`ConfigError` naming the key and what was expected, never echoing the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+PROFILE_VARIABLE = "ENVIRONMENT"
+CONFIG_FILE = "config.yml"
+NESTING = "__"
+FILE_SUFFIX = "_FILE"
+ALIASES = {"DATABASE_URL": ("database", "url")}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are typos, so they are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSection(Section):
+    name: str = Field(min_length=1)
+    version: str = "0.0.0"
+    namespace: str = "bookshop"
+
+
+class HttpSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    validate_responses: bool = False
+
+
+class LoggingSection(Section):
+    level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
+    format: str = Field(default="json", pattern=r"^(json|console)$")
+    access_log: bool = True
+
+
+class DatabaseSection(Section):
+    url: SecretStr = SecretStr("sqlite:///./service.db")
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    connect_timeout_seconds: int = Field(default=3, ge=1)
+    echo: bool = False
+
+
+class HealthSection(Section):
+    check_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class ShutdownSection(Section):
+    drain_seconds: float = Field(default=0.0, ge=0)
+    grace_seconds: float = Field(default=20.0, gt=0)
+
+
+class DependencySection(Section):
+    base_url: str
+    connect_timeout_seconds: float = Field(default=0.5, gt=0)
+    read_timeout_seconds: float = Field(default=2.0, gt=0)
+    critical: bool = False
+
+
+class Settings(BaseModel):
+    """Chassis settings; a service subclasses this to add its own sections."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: ServiceSection
+    environment: str = "development"
+    http: HttpSection = HttpSection()
+    logging: LoggingSection = LoggingSection()
+    database: DatabaseSection = DatabaseSection()
+    health: HealthSection = HealthSection()
+    shutdown: ShutdownSection = ShutdownSection()
+    dependencies: dict[str, DependencySection] = {}
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def load_settings(
+    settings_class: type[SettingsT],
+    config_dir: Path,
+    environ: Mapping[str, str] | None = None,
+) -> SettingsT:
+    """Build ``settings_class`` from every source of DESIGN §6, highest precedence last."""
+    environ = os.environ if environ is None else environ
+    profile = environ.get(PROFILE_VARIABLE)
+    merged: dict[str, Any] = {}
+    _deep_merge(merged, _read_yaml(config_dir / CONFIG_FILE))
+    if profile:
+        _deep_merge(merged, _read_yaml(config_dir / f"config.{profile}.yml", required=True))
+        merged["environment"] = profile
+    top_level = set(settings_class.model_fields)
+    _deep_merge(merged, _from_environment(environ, top_level))
+    try:
+        return settings_class.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_yaml(path: Path, *, required: bool = False) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise ConfigError(f"profile file {path} does not exist")
+        return {}
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, not {type(content).__name__}")
+    return content
+
+
+def _from_environment(environ: Mapping[str, str], top_level: set[str]) -> dict[str, Any]:
+    """Plain variables first, then ``*_FILE`` ones, so secret files win."""
+    values: dict[str, Any] = {}
+    secret_files: list[tuple[tuple[str, ...], str]] = []
+    for name, raw in environ.items():
+        upper = name.upper()
+        if upper.endswith(FILE_SUFFIX):
+            path = _key_path(upper.removesuffix(FILE_SUFFIX), top_level)
+            if path:
+                secret_files.append((path, raw))
+            continue
+        path = _key_path(upper, top_level)
+        if path:
+            _set_path(values, path, raw)
+    for path, file_name in secret_files:
+        _set_path(values, path, _read_secret(file_name, ".".join(path)))
+    return values
+
+
+def _key_path(variable: str, top_level: set[str]) -> tuple[str, ...] | None:
+    if variable in ALIASES:
+        return ALIASES[variable]
+    parts = tuple(part.lower() for part in variable.split(NESTING))
+    if parts[0] not in top_level or not all(parts):
+        return None
+    return parts
+
+
+def _read_secret(file_name: str, key: str) -> str:
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read secret file {file_name}: {exc.strerror}") from None
+
+
+def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def _deep_merge(target: dict[str, Any], overlay: Mapping[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad key; values are never echoed because they may be secrets."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "<root>"
+        variable = NESTING.join(str(part).upper() for part in error["loc"])
+        lines.append(f"  {key} (env {variable}): {error['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)

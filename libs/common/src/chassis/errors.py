@@ -1,0 +1,122 @@
+"""The chassis exception tree and its one mapping to problem+json (RFC 9457).
+
+    ChassisError
+    └── ProblemError              an answer to the client: status, title, detail
+        ├── BadRequestError       400
+        ├── NotFoundError         404
+        ├── ConflictError         409
+        ├── UnprocessableError    422
+        └── ServiceUnavailable    503 (with Retry-After when known)
+
+Handlers and domain code raise these; :func:`problem_response` renders any of them, connexion's
+own problems and unexpected exceptions the same way, always carrying the current ``trace_id``
+and never a stack trace, SQL or secret.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from chassis.tracing import current_trace_id
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+DEFAULT_TYPE = "about:blank"
+
+
+class ChassisError(Exception):
+    """Root of every exception the chassis raises on purpose."""
+
+
+class ProblemError(ChassisError):
+    """An error that is answered to the client as problem+json."""
+
+    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        title: str | None = None,
+        status: int | None = None,
+        type: str = DEFAULT_TYPE,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        if status is not None:
+            self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(self.status).phrase
+        self.type = type
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+class BadRequestError(ProblemError):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class NotFoundError(ProblemError):
+    status = HTTPStatus.NOT_FOUND
+
+
+class ConflictError(ProblemError):
+    status = HTTPStatus.CONFLICT
+
+
+class UnprocessableError(ProblemError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class ServiceUnavailable(ProblemError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, detail: str, *, retry_after_seconds: float | None = None, **kw: Any):
+        headers = kw.pop("headers", None) or {}
+        if retry_after_seconds is not None:
+            headers["Retry-After"] = str(max(1, round(retry_after_seconds)))
+        super().__init__(detail, headers=headers, **kw)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type: str = DEFAULT_TYPE,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type,
+        "title": title or _phrase(status),
+        "status": status,
+        "detail": detail,
+        **extensions,
+        "trace_id": current_trace_id(),
+    }
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+def render_problem(error: ProblemError) -> Response:
+    return problem_response(
+        error.status,
+        error.detail,
+        title=error.title,
+        type=error.type,
+        headers=error.headers,
+        **error.extensions,
+    )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

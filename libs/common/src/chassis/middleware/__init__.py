@@ -1,0 +1,1 @@
+"""Small ASGI middlewares, one cross-cutting concern each."""

@@ -1,0 +1,70 @@
+"""Every error leaves as problem+json (RFC 9457) with the trace id; nothing internal leaks.
+
+Replaces Starlette's and connexion's error middlewares inside the connexion stack, so that the
+problems connexion raises (validation, routing) and the chassis' own exceptions are rendered in
+one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion.exceptions import ProblemException
+from opentelemetry import trace
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chassis.errors import ProblemError, problem_response, render_problem
+from chassis.logging import get_logger
+
+log = get_logger("chassis.errors")
+INTERNAL_ERROR_DETAIL = "The server failed to handle this request; the trace id identifies it."
+
+
+class ProblemMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if response_started:
+                raise
+            await to_response(exc)(scope, receive, send)
+
+
+def to_response(exc: Exception) -> Response:
+    """The single mapping from an exception to its answer."""
+    if isinstance(exc, ProblemError):
+        return render_problem(exc)
+    if isinstance(exc, ProblemException):
+        return problem_response(
+            exc.status,
+            str(exc.detail),
+            title=exc.title,
+            type=exc.type or "about:blank",
+            headers=dict(exc.headers or {}),
+            **_extensions(exc),
+        )
+    if isinstance(exc, HTTPException):
+        return problem_response(exc.status_code, exc.detail, headers=dict(exc.headers or {}))
+    trace.get_current_span().record_exception(exc)
+    log.error("unhandled error", exc_info=exc)
+    return problem_response(500, INTERNAL_ERROR_DETAIL)
+
+
+def _extensions(exc: ProblemException) -> dict[str, Any]:
+    reserved = {"type", "title", "status", "detail", "trace_id", "instance"}
+    return {k: v for k, v in (exc.ext or {}).items() if k not in reserved}

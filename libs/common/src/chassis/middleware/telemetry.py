@@ -1,0 +1,147 @@
+"""Server span, RED metrics and one access-log line for every HTTP request.
+
+Outermost layer: it sees requests that connexion answers itself (400, 404, 405), the chassis'
+own endpoints and unhandled errors alike, and labels them all by route template.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.semconv.attributes import (
+    client_attributes,
+    error_attributes,
+    http_attributes,
+    url_attributes,
+    user_agent_attributes,
+)
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chassis.logging import get_logger
+from chassis.metrics import ServiceMetrics
+from chassis.routes import RouteTable, normalise_method
+
+access_log = get_logger("chassis.access")
+
+
+class _Headers:
+    """Getter for the propagator over raw ASGI headers, without building a dict per request."""
+
+    @staticmethod
+    def get(carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = key.encode("latin-1")
+        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
+        return values or None
+
+    @staticmethod
+    def keys(carrier: list[tuple[bytes, bytes]]) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER = _Headers()
+
+
+class TelemetryMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer: trace.Tracer,
+        metrics: ServiceMetrics,
+        routes: RouteTable,
+        access_log_enabled: bool = True,
+    ) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.metrics = metrics
+        self.routes = routes
+        self.access_log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method = normalise_method(scope["method"])
+        path = scope["path"]
+        route = self.routes.match(path)
+        parent = propagate.extract(scope["headers"], getter=_GETTER)  # type: ignore[arg-type]
+        span = self.tracer.start_span(
+            f"{method} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=_request_attributes(scope, method, route),
+        )
+        token = context.attach(trace.set_span_in_context(span, parent))
+        active = self.metrics.server_active.labels(method)
+        active.inc()
+        status_code = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_attribute(error_attributes.ERROR_TYPE, type(exc).__qualname__)
+            raise
+        finally:
+            duration = time.perf_counter() - started
+            active.dec()
+            self._finish_span(span, status_code)
+            self._observe(span, method, route, status_code, duration)
+            if self.access_log_enabled:
+                access_log.info(
+                    "request",
+                    method=method,
+                    route=route,
+                    path=path,
+                    status=status_code,
+                    duration_ms=round(duration * 1000, 2),
+                )
+            context.detach(token)
+            span.end()
+
+    @staticmethod
+    def _finish_span(span: trace.Span, status_code: int) -> None:
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status_code)
+        if status_code >= 500:
+            span.set_attribute(error_attributes.ERROR_TYPE, str(status_code))
+            span.set_status(Status(StatusCode.ERROR))
+
+    def _observe(
+        self, span: trace.Span, method: str, route: str, status_code: int, duration: float
+    ) -> None:
+        span_context = span.get_span_context()
+        exemplar = (
+            {"trace_id": format(span_context.trace_id, "032x")}
+            if span_context.trace_flags.sampled
+            else None
+        )
+        self.metrics.server_duration.labels(method, route, str(status_code)).observe(
+            duration, exemplar=exemplar
+        )
+
+
+def _request_attributes(scope: Scope, method: str, route: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        http_attributes.HTTP_REQUEST_METHOD: method,
+        http_attributes.HTTP_ROUTE: route,
+        url_attributes.URL_PATH: scope["path"],
+        url_attributes.URL_SCHEME: scope.get("scheme", "http"),
+    }
+    client = scope.get("client")
+    if client:
+        attributes[client_attributes.CLIENT_ADDRESS] = client[0]
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            attributes[user_agent_attributes.USER_AGENT_ORIGINAL] = value.decode("latin-1")
+            break
+    return attributes

@@ -1,0 +1,203 @@
+"""The app factory: ``Service(settings, spec=..., handlers=module)`` is a complete ASGI service.
+
+Layers, outermost first (each a small ASGI middleware):
+
+    TelemetryMiddleware   span, RED metrics, access log for every request
+    BodyLimitMiddleware   413 before anything parses an oversized body
+    ChassisEndpoints      /health/live, /health/ready, /healthcheck, /metrics, /info
+    connexion AsyncApp    Swagger UI, routing, validation -> ProblemMiddleware -> handlers
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import connexion
+import yaml
+from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
+from connexion.middleware.request_validation import RequestValidationMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from opentelemetry.sdk.trace import SpanProcessor
+from starlette.types import Receive, Scope, Send
+
+from chassis import endpoints
+from chassis.config import Settings
+from chassis.db import Database
+from chassis.handlers import HandlerResolver
+from chassis.health import HealthCheck, HealthRegistry, ShutdownState
+from chassis.info import collect_info
+from chassis.logging import configure_logging, get_logger
+from chassis.metrics import ServiceMetrics
+from chassis.middleware.body_limit import BodyLimitMiddleware
+from chassis.middleware.problems import ProblemMiddleware
+from chassis.middleware.telemetry import TelemetryMiddleware
+from chassis.routes import RouteTable, spec_templates
+from chassis.tracing import TRACER_NAME, build_tracer_provider
+
+log = get_logger("chassis.service")
+Hook = Callable[["Service"], Awaitable[None] | None]
+API_DOC_ROUTES = ("/openapi.json", "/ui", "/ui/", "/ui/{asset}")
+FLUSH_TIMEOUT_MILLIS = 5000
+
+_current_service: ContextVar[Service] = ContextVar("chassis_service")
+
+
+def current_service() -> Service:
+    """The service handling the current request (for handlers that need settings or clients)."""
+    return _current_service.get()
+
+
+class SetupLockedError(RuntimeError):
+    """Raised when setup is changed after the service has started serving."""
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        spec: Path,
+        handlers: ModuleType,
+        span_processors: Iterable[SpanProcessor] = (),
+        handler_threads: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service.name
+        configure_logging(self.name, settings.logging)
+        self.metrics = ServiceMetrics()
+        self.tracer_provider = build_tracer_provider(
+            settings, extra_processors=tuple(span_processors)
+        )
+        self.tracer = self.tracer_provider.get_tracer(TRACER_NAME)
+        self.database = Database(settings.database, self.tracer_provider)
+        self.shutdown = ShutdownState()
+        self.health = HealthRegistry(
+            timeout_seconds=settings.health.check_timeout_seconds, shutdown=self.shutdown
+        )
+        self.health.add(self.database.health_check())
+        self.info = collect_info(
+            self.name, settings.service.version, settings.environment, spec.parent
+        )
+        self.metrics.service_info.labels(self.name, self.info.version, self.info.commit).set(1)
+        threads = handler_threads or settings.database.pool_size + settings.database.max_overflow
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
+        self.state: dict[str, Any] = {}
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._serving = False
+        self.api = self._build_api(spec, handlers)
+        self.asgi = self._build_stack(spec)
+
+    # -- setup (locked once serving starts) ---------------------------------------------------
+
+    def add_check(self, check: HealthCheck) -> None:
+        self._ensure_not_serving("add_check")
+        self.health.add(check)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        self._ensure_not_serving("on_startup")
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        self._ensure_not_serving("on_shutdown")
+        self._shutdown.append(hook)
+        return hook
+
+    def _ensure_not_serving(self, what: str) -> None:
+        if self._serving:
+            raise SetupLockedError(
+                f"{what}() was called after {self.name} started serving; "
+                "register checks and hooks in the app factory, before serving"
+            )
+
+    # -- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _current_service.set(self)
+        try:
+            await self.asgi(scope, receive, send)
+        finally:
+            _current_service.reset(token)
+
+    def _build_api(self, spec: Path, handlers: ModuleType) -> connexion.AsyncApp:
+        document = yaml.safe_load(spec.read_text(encoding="utf-8"))
+        validate_responses = self.settings.http.validate_responses
+        middlewares: list[Any] = [ProblemMiddleware, SwaggerUIMiddleware, RoutingMiddleware]
+        if document.get("components", {}).get("securitySchemes"):
+            middlewares.append(SecurityMiddleware)
+        middlewares.append(RequestValidationMiddleware)
+        if validate_responses:
+            middlewares.append(ResponseValidationMiddleware)
+        middlewares += [LifespanMiddleware, ContextMiddleware]
+        app = connexion.AsyncApp(
+            self.name,
+            specification_dir=spec.parent,
+            middlewares=middlewares,
+            lifespan=self._lifespan,
+        )
+        app.add_api(
+            spec.name,
+            resolver=HandlerResolver(handlers, self.database, self.executor),
+            strict_validation=True,
+            validate_responses=validate_responses,
+        )
+        return app
+
+    def _build_stack(self, spec: Path) -> Any:
+        document = yaml.safe_load(spec.read_text(encoding="utf-8"))
+        routes = RouteTable([*spec_templates(document), *endpoints.PATHS, *API_DOC_ROUTES])
+        stack: Any = endpoints.ChassisEndpoints(
+            self.api, health=self.health, metrics=self.metrics, info=self.info
+        )
+        stack = BodyLimitMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
+        return TelemetryMiddleware(
+            stack,
+            tracer=self.tracer,
+            metrics=self.metrics,
+            routes=routes,
+            access_log_enabled=self.settings.logging.access_log,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Any) -> AsyncIterator[None]:
+        self._serving = True
+        for hook in self._startup:
+            await _maybe_await(hook(self))
+        log.info("service started", version=self.info.version, commit=self.info.commit)
+        try:
+            yield
+        finally:
+            self.shutdown.begin()
+            for hook in reversed(self._shutdown):
+                try:
+                    await _maybe_await(hook(self))
+                except Exception:
+                    log.exception("shutdown hook failed", hook=getattr(hook, "__name__", "?"))
+            log.info("service stopped")
+            self.close()
+
+    def close(self) -> None:
+        """Flushes telemetry and releases the database and worker threads."""
+        self.shutdown.begin()
+        self.tracer_provider.force_flush(FLUSH_TIMEOUT_MILLIS)
+        self.tracer_provider.shutdown()
+        self.database.dispose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if result is not None:
+        await result

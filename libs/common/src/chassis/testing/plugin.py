@@ -1,0 +1,48 @@
+"""pytest plugin of the chassis (the ``chassis`` pytest11 entry point): shared test fixtures.
+
+- ``postgres_server`` (session): one throwaway PostgreSQL server for the whole run. Skipped when
+  none can be started, except under CI (``CI`` set, not "false"/"0") where that is a failure.
+- ``postgres_url`` (function): the SQLAlchemy URL of a fresh, empty database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from chassis.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
+
+
+def running_in_ci() -> bool:
+    """Whether the ``CI`` environment variable asks for CI behaviour (never skip)."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "false", "0"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session."""
+    with _start_postgres_or_skip() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh empty database, dropped after the test."""
+    postgres_server.start()  # no-op unless an earlier test stopped it and failed
+    name = f"test_{secrets.token_hex(6)}"
+    yield postgres_server.create_database(name)
+    postgres_server.start()  # the test may have stopped it
+    postgres_server.drop_database(name)
+
+
+def _start_postgres_or_skip() -> PostgresServer:
+    try:
+        return start_postgres()
+    except PostgresUnavailable as exc:
+        reason = str(exc)
+    if running_in_ci():
+        pytest.fail(f"CI requires PostgreSQL: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL unavailable: {reason}")

@@ -1,0 +1,22 @@
+"""The books app factory: settings -> chassis -> API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+from books import handlers
+from books.settings import SERVICE_DIR, BooksSettings, load
+from chassis import Service
+
+
+def create_service(
+    settings: BooksSettings | None = None, *, span_processors: Iterable[SpanProcessor] = ()
+) -> Service:
+    return Service(
+        settings or load(),
+        spec=SERVICE_DIR / "openapi.yaml",
+        handlers=handlers,
+        span_processors=span_processors,
+    )

@@ -1,0 +1,217 @@
+"""books' tables and every SQL statement it runs. Functions take the session explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+books = Table(
+    "books",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("isbn", String(13), nullable=False, unique=True),
+    Column("title", String(300), nullable=False),
+    Column("author", String(200), nullable=False, index=True),
+    Column("price", Numeric(10, 2, asdecimal=True), nullable=False),
+    Column("stock", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("stock >= 0", name="stock_not_negative"),
+    CheckConstraint("price >= 0", name="price_not_negative"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column(
+        "book_id",
+        Integer,
+        ForeignKey("books.id", ondelete="RESTRICT"),
+        primary_key=True,
+    ),
+    Column("order_id", String(64), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Numeric(10, 2, asdecimal=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+)
+
+
+@dataclass(frozen=True)
+class BookFilter:
+    author: str | None = None
+    title_words: str | None = None
+
+
+class DuplicateIsbn(Exception):
+    pass
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def fetch_book(session: Session, *, book_id: int) -> dict[str, Any] | None:
+    row = session.execute(select(books).where(books.c.id == book_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def fetch_page(
+    session: Session, *, where: BookFilter, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    conditions = []
+    if where.author:
+        conditions.append(func.lower(books.c.author) == where.author.lower())
+    if where.title_words:
+        for word in where.title_words.split():
+            escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(func.lower(books.c.title).like(f"%{escaped}%", escape="\\"))
+    total = session.execute(select(func.count()).select_from(books).where(*conditions)).scalar_one()
+    rows = session.execute(
+        select(books).where(*conditions).order_by(books.c.id).limit(limit).offset(offset)
+    ).mappings()
+    return [dict(row) for row in rows], total
+
+
+def insert_book(session: Session, *, values: dict[str, Any]) -> dict[str, Any]:
+    stamp = now()
+    try:
+        with session.begin_nested():
+            book_id = session.execute(
+                insert(books)
+                .values(**values, created_at=stamp, updated_at=stamp)
+                .returning(books.c.id)
+            ).scalar_one()
+    except IntegrityError as exc:
+        raise DuplicateIsbn from exc
+    book = fetch_book(session, book_id=book_id)
+    assert book is not None
+    return book
+
+
+def update_book(session: Session, *, book_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        with session.begin_nested():
+            changed = session.execute(
+                update(books).where(books.c.id == book_id).values(**values, updated_at=now())
+            ).rowcount
+    except IntegrityError as exc:
+        raise DuplicateIsbn from exc
+    return fetch_book(session, book_id=book_id) if changed else None
+
+
+def delete_book(session: Session, *, book_id: int) -> bool:
+    return bool(session.execute(delete(books).where(books.c.id == book_id)).rowcount)
+
+
+def has_reservations(session: Session, *, book_id: int) -> bool:
+    found = session.execute(
+        select(reservations.c.order_id).where(reservations.c.book_id == book_id).limit(1)
+    ).first()
+    return found is not None
+
+
+def fetch_reservation(session: Session, *, book_id: int, order_id: str) -> dict[str, Any] | None:
+    row = (
+        session.execute(
+            select(reservations).where(
+                reservations.c.book_id == book_id, reservations.c.order_id == order_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def insert_reservation(
+    session: Session, *, book_id: int, order_id: str, quantity: int, unit_price: Decimal
+) -> dict[str, Any] | None:
+    """The new reservation, or None when this order id already holds one for this book.
+
+    The primary key settles races: a concurrent insert of the same (book, order) waits for
+    the first transaction and then conflicts, so an order is never reserved twice.
+    """
+    values = {
+        "book_id": book_id,
+        "order_id": order_id,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "created_at": now(),
+    }
+    try:
+        with session.begin_nested():
+            session.execute(insert(reservations).values(**values))
+    except IntegrityError:
+        return None
+    return values
+
+
+def take_stock(session: Session, *, book_id: int, quantity: int) -> int | None:
+    """Atomically takes ``quantity`` copies; the stock left, or None when there are too few.
+
+    One conditional UPDATE: the row lock serialises concurrent takers, and the condition is
+    re-checked on the locked row, so stock never goes below zero.
+    """
+    return session.execute(
+        update(books)
+        .where(books.c.id == book_id, books.c.stock >= quantity)
+        .values(stock=books.c.stock - quantity, updated_at=now())
+        .returning(books.c.stock)
+    ).scalar_one_or_none()
+
+
+def delete_reservation(session: Session, *, book_id: int, order_id: str) -> int | None:
+    """Deletes the reservation and returns its quantity, or None when there was none."""
+    return session.execute(
+        delete(reservations)
+        .where(reservations.c.book_id == book_id, reservations.c.order_id == order_id)
+        .returning(reservations.c.quantity)
+    ).scalar_one_or_none()
+
+
+def give_back_stock(session: Session, *, book_id: int, quantity: int) -> None:
+    session.execute(
+        update(books)
+        .where(books.c.id == book_id)
+        .values(stock=books.c.stock + quantity, updated_at=now())
+    )
+
+
+def count_books(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(books)).scalar_one()
+
+
+def isbns(session: Session) -> set[str]:
+    return set(session.execute(select(books.c.isbn)).scalars())
