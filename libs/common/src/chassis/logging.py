@@ -166,6 +166,7 @@ def _configure_stdlib(processors: list[Processor], level: int, console: bool) ->
         logger.handlers.clear()
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the chassis writes its own access log
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # client calls have spans and metrics
 
 
 def get_logger(name: str) -> Any:
