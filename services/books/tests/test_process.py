@@ -20,6 +20,7 @@ from chassis import migrations
 from chassis.testing.postgres import PostgresServer
 
 BOOKS = Path(sys.executable).parent / "books"
+BooksProcess = tuple[str, subprocess.Popen[bytes]]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -75,7 +76,7 @@ def books_process(
 
 
 @pytest.mark.postgres
-def test_serves_every_design_endpoint(books_process: tuple[str, subprocess.Popen[bytes]]) -> None:
+def test_serves_every_design_endpoint(books_process: BooksProcess) -> None:
     base_url, _ = books_process
     for path in ("/health/live", "/health/ready", "/healthcheck", "/info", "/openapi.json", "/ui/"):
         assert httpx.get(base_url + path, timeout=5).status_code == 200, path
@@ -90,7 +91,7 @@ def test_serves_every_design_endpoint(books_process: tuple[str, subprocess.Popen
 
 @pytest.mark.postgres
 def test_trace_id_reaches_problem_body_and_metrics_use_templates(
-    books_process: tuple[str, subprocess.Popen[bytes]],
+    books_process: BooksProcess,
 ) -> None:
     base_url, _ = books_process
     missing = httpx.get(f"{base_url}/books/424242", headers={"traceparent": TRACEPARENT})
@@ -106,7 +107,7 @@ def test_trace_id_reaches_problem_body_and_metrics_use_templates(
 
 @pytest.mark.postgres
 def test_readiness_follows_the_database_while_liveness_stays_up(
-    books_process: tuple[str, subprocess.Popen[bytes]], postgres_server: PostgresServer
+    books_process: BooksProcess, postgres_server: PostgresServer
 ) -> None:
     base_url, _ = books_process
     postgres_server.stop()
@@ -128,7 +129,7 @@ def test_readiness_follows_the_database_while_liveness_stays_up(
 
 @pytest.mark.postgres
 def test_sigterm_drains_then_exits_cleanly(
-    books_process: tuple[str, subprocess.Popen[bytes]],
+    books_process: BooksProcess,
 ) -> None:
     base_url, process = books_process
     results: list[int] = []
