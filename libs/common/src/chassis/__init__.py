@@ -12,7 +12,16 @@ import warnings
 # of every service; the warning is not ours to act on.
 warnings.filterwarnings("ignore", message="Using `httpx`", category=UserWarning)
 
+from chassis.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError  # noqa: E402
 from chassis.cli import ServiceCli  # noqa: E402
+from chassis.client import (  # noqa: E402
+    BadGateway,
+    DependencyError,
+    DependencyTimeout,
+    DependencyUnavailable,
+    ServiceClient,
+    Timeouts,
+)
 from chassis.config import ConfigError, DependencySection, Section, Settings, load_settings  # noqa: E402
 from chassis.db import current_session  # noqa: E402
 from chassis.errors import (  # noqa: E402
@@ -26,28 +35,39 @@ from chassis.errors import (  # noqa: E402
 )
 from chassis.health import DEGRADED, DOWN, UP, CheckResult, FunctionCheck, HealthCheck  # noqa: E402
 from chassis.logging import get_logger  # noqa: E402
+from chassis.retry import RetryPolicy  # noqa: E402
 from chassis.service import Service, SetupLockedError, current_service  # noqa: E402
 
 __all__ = [
     "DEGRADED",
     "DOWN",
     "UP",
+    "BadGateway",
     "BadRequestError",
+    "BreakerPolicy",
     "ChassisError",
     "CheckResult",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConfigError",
     "ConflictError",
+    "DependencyError",
     "DependencySection",
+    "DependencyTimeout",
+    "DependencyUnavailable",
     "FunctionCheck",
     "HealthCheck",
     "NotFoundError",
     "ProblemError",
+    "RetryPolicy",
     "Section",
     "Service",
     "ServiceCli",
+    "ServiceClient",
     "ServiceUnavailable",
     "Settings",
     "SetupLockedError",
+    "Timeouts",
     "UnprocessableError",
     "current_service",
     "current_session",

@@ -76,11 +76,31 @@ class ShutdownSection(Section):
     grace_seconds: float = Field(default=20.0, gt=0)
 
 
+class RetrySection(Section):
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    base_seconds: float = Field(default=0.05, ge=0)
+    cap_seconds: float = Field(default=1.0, ge=0)
+
+
+class BreakerSection(Section):
+    enabled: bool = True
+    window_size: int = Field(default=20, ge=1)
+    minimum_calls: int = Field(default=10, ge=1)
+    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    slow_call_rate_threshold: float = Field(default=1.0, gt=0, le=1)
+    slow_call_ratio: float = Field(default=0.8, gt=0, description="of the read timeout")
+    open_seconds: float = Field(default=10.0, gt=0)
+    half_open_calls: int = Field(default=3, ge=1)
+
+
 class DependencySection(Section):
-    base_url: str
+    base_url: str = Field(pattern=r"^https?://")
+    critical: bool = False
     connect_timeout_seconds: float = Field(default=0.5, gt=0)
     read_timeout_seconds: float = Field(default=2.0, gt=0)
-    critical: bool = False
+    deadline_seconds: float = Field(default=5.0, gt=0)
+    retry: RetrySection = RetrySection()
+    breaker: BreakerSection = BreakerSection()
 
 
 class Settings(BaseModel):

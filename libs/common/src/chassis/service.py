@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from starlette.types import Receive, Scope, Send
 
 from chassis import endpoints
+from chassis.client import ServiceClient
 from chassis.config import Settings
 from chassis.db import Database
 from chassis.handlers import HandlerResolver
@@ -85,6 +86,13 @@ class Service:
             timeout_seconds=settings.health.check_timeout_seconds, shutdown=self.shutdown
         )
         self.health.add(self.database.health_check())
+        self.clients: dict[str, ServiceClient] = {}
+        for name, section in settings.dependencies.items():
+            client = ServiceClient.from_settings(
+                name, section, metrics=self.metrics, tracer=self.tracer
+            )
+            self.clients[name] = client
+            self.health.add(client.health_check())
         self.info = collect_info(
             self.name, settings.service.version, settings.environment, spec.parent
         )
@@ -97,6 +105,15 @@ class Service:
         self._serving = False
         self.api = self._build_api(spec, handlers)
         self.asgi = self._build_stack(spec)
+
+    def client(self, name: str) -> ServiceClient:
+        """The client of a dependency declared under ``dependencies.<name>`` in the config."""
+        try:
+            return self.clients[name]
+        except KeyError:
+            raise KeyError(
+                f"{self.name} has no dependency {name!r}; declare dependencies.{name}.base_url"
+            ) from None
 
     # -- setup (locked once serving starts) ---------------------------------------------------
 
@@ -195,6 +212,8 @@ class Service:
         self.tracer_provider.force_flush(FLUSH_TIMEOUT_MILLIS)
         self.tracer_provider.shutdown()
         self.database.dispose()
+        for client in self.clients.values():
+            client.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
