@@ -1,0 +1,253 @@
+"""Placing and cancelling orders: a saga over books' stock with compensation.
+
+    place:   read prices -> record PENDING -> reserve each item
+             all reserved              -> CONFIRMED (+ a best-effort notice to chat)
+             books refused one         -> release the others -> REJECTED (409)
+             books unavailable         -> release the others -> REJECTED (503)
+             release impossible too    -> stays PENDING: recovery settles it later
+    cancel:  CONFIRMED -> release every item -> CANCELLED (repeatable)
+
+A process that dies mid-saga leaves a PENDING order; :mod:`shop.recovery` settles it. Every
+books call is idempotent per order id, so settling twice does no harm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from chassis import (
+    CircuitOpenError,
+    ConflictError,
+    DependencyError,
+    NotFoundError,
+    ServiceClient,
+    ServiceUnavailable,
+    UnprocessableError,
+    get_logger,
+)
+from chassis.errors import ProblemError
+from shop import books_api, persistence
+from shop.books_api import Refused
+
+log = get_logger("shop.orders")
+CRASH_EXIT_CODE = 137
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    items: list[tuple[int, int]]  # (book_id, quantity)
+    idempotency_key: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        canonical = ";".join(f"{book}x{quantity}" for book, quantity in sorted(self.items))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Settlement:
+    status: str  # confirmed, rejected, or pending when even compensation failed
+    reason: str | None = None
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    order: dict[str, Any]
+    replayed: bool
+
+
+def place_order(
+    session: Session,
+    books: ServiceClient,
+    request: OrderRequest,
+    *,
+    replay_wait_seconds: float,
+    saga_budget_seconds: float,
+    crash_after_reserving: bool = False,
+) -> Placed:
+    _refuse_duplicate_books(request)
+    if request.idempotency_key:
+        earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
+        if earlier is not None:
+            return _replay(session, earlier, request, replay_wait_seconds)
+    items = [
+        {"book_id": book_id, "quantity": quantity, "unit_price": price}
+        for position, (book_id, quantity) in enumerate(request.items)
+        for price in [books_api.price_of(books, book_id=book_id, position=position)]
+    ]
+    order_id = str(uuid.uuid4())
+    try:
+        persistence.insert_pending(
+            session,
+            order_id=order_id,
+            items=items,
+            total=sum((i["unit_price"] * i["quantity"] for i in items), Decimal("0")),
+            idempotency_key=request.idempotency_key,
+            fingerprint=request.fingerprint,
+        )
+        session.commit()  # the PENDING record exists before any stock is touched
+    except persistence.DuplicateKey:
+        session.rollback()  # a concurrent request with the same key won the race
+        assert request.idempotency_key is not None
+        earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
+        assert earlier is not None
+        return _replay(session, earlier, request, replay_wait_seconds)
+    outcome = settle(
+        session,
+        books,
+        order_id=order_id,
+        items=items,
+        budget_seconds=saga_budget_seconds,
+        crash_after_reserving=crash_after_reserving,
+    )
+    if outcome.status == "confirmed":
+        return Placed(_fetch(session, order_id), replayed=False)
+    raise _rejection(order_id, outcome)
+
+
+def settle(
+    session: Session,
+    books: ServiceClient,
+    *,
+    order_id: str,
+    items: list[dict[str, Any]],
+    budget_seconds: float,
+    crash_after_reserving: bool = False,
+) -> Settlement:
+    """Reserves every item, then records CONFIRMED, or compensates and records REJECTED.
+
+    Leaves the order PENDING (for recovery) only when books cannot even take the releases.
+    No reservation starts after ``budget_seconds``: recovery only touches orders pending for
+    twice that, so a live saga and recovery never work on the same order at once.
+    """
+    attempted: list[int] = []
+    refusal: Refused | None = None
+    trouble: ProblemError | None = None
+    stop_at = time.monotonic() + budget_seconds
+    for item in items:
+        if time.monotonic() > stop_at:
+            trouble = ServiceUnavailable("books answered too slowly to finish the order")
+            break
+        attempted.append(item["book_id"])
+        try:
+            refusal = books_api.reserve(
+                books, order_id=order_id, book_id=item["book_id"], quantity=item["quantity"]
+            )
+        except (DependencyError, CircuitOpenError) as exc:
+            trouble = exc
+        if refusal or trouble:
+            break
+    if crash_after_reserving:
+        log.warning("crashing on purpose after reserving (orders.crash_after_reserving)")
+        os._exit(CRASH_EXIT_CODE)
+    if refusal is None and trouble is None:
+        persistence.set_status(session, order_id=order_id, status="confirmed", expected="pending")
+        session.commit()
+        return Settlement("confirmed")
+    retry_after = trouble.headers.get("Retry-After") if trouble else None
+    if refusal is not None:
+        reason = f"out_of_stock: {refusal.reason}"
+    else:
+        reason = f"books_unavailable: {trouble.detail if trouble else 'unknown'}"
+    if not _compensate(books, order_id=order_id, book_ids=attempted):
+        log.warning("compensation incomplete; recovery will finish it", order_id=order_id)
+        return Settlement("pending", "books_unavailable: the order will be settled automatically")
+    persistence.set_status(
+        session, order_id=order_id, status="rejected", reason=reason, expected="pending"
+    )
+    session.commit()
+    return Settlement("rejected", reason, float(retry_after) if retry_after else None)
+
+
+def cancel_order(session: Session, books: ServiceClient, *, order_id: str) -> dict[str, Any]:
+    order = _fetch(session, order_id)
+    if order["status"] == "cancelled":
+        return order
+    if order["status"] != "confirmed":
+        raise ConflictError(
+            f"status: order {order_id} is {order['status']}; only confirmed ones can be cancelled",
+            field="status",
+        )
+    for item in order["items"]:
+        books_api.release(books, order_id=order_id, book_id=item["book_id"])
+    persistence.set_status(session, order_id=order_id, status="cancelled", expected="confirmed")
+    return _fetch(session, order_id)
+
+
+def get_order(session: Session, *, order_id: str) -> dict[str, Any]:
+    return _fetch(session, order_id)
+
+
+def list_orders(
+    session: Session, *, status: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    return persistence.fetch_page(session, status=status, limit=limit, offset=offset)
+
+
+def _compensate(books: ServiceClient, *, order_id: str, book_ids: list[int]) -> bool:
+    """Releases every reservation tried (the failed one too: its answer may have been lost)."""
+    for book_id in book_ids:
+        try:
+            books_api.release(books, order_id=order_id, book_id=book_id)
+        except (DependencyError, CircuitOpenError):
+            return False
+    return True
+
+
+def _replay(
+    session: Session, earlier: dict[str, Any], request: OrderRequest, wait_seconds: float
+) -> Placed:
+    if earlier["fingerprint"] != request.fingerprint:
+        raise UnprocessableError(
+            "Idempotency-Key: this key was already used for a different order",
+            field="Idempotency-Key",
+            order_id=earlier["id"],
+        )
+    order = earlier
+    deadline = time.monotonic() + wait_seconds
+    while order["status"] == "pending" and time.monotonic() < deadline:
+        session.rollback()  # end the snapshot so the other request's commit becomes visible
+        time.sleep(0.05)
+        order = _fetch(session, earlier["id"])
+    return Placed(order, replayed=True)
+
+
+def _refuse_duplicate_books(request: OrderRequest) -> None:
+    seen: set[int] = set()
+    for position, (book_id, _) in enumerate(request.items):
+        if book_id in seen:
+            raise UnprocessableError(
+                f"items[{position}].book_id: book {book_id} is already in the order; "
+                "raise its quantity instead",
+                field=f"items[{position}].book_id",
+            )
+        seen.add(book_id)
+
+
+def _rejection(order_id: str, outcome: Settlement) -> ProblemError:
+    reason = outcome.reason or "rejected"
+    if reason.startswith("out_of_stock"):
+        return ConflictError(reason, title="Order rejected", order_id=order_id)
+    return ServiceUnavailable(
+        reason,
+        title="Order rejected",
+        retry_after_seconds=outcome.retry_after_seconds,
+        order_id=order_id,
+        order_status=outcome.status,
+    )
+
+
+def _fetch(session: Session, order_id: str) -> dict[str, Any]:
+    order = persistence.fetch_order(session, order_id=order_id)
+    if order is None:
+        raise NotFoundError(f"order_id: no order {order_id}", field="order_id")
+    return order

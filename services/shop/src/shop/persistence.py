@@ -1,0 +1,195 @@
+"""shop's tables and every SQL statement it runs. Functions take the session explicitly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("total", Numeric(12, 2, asdecimal=True), nullable=False),
+    Column("reason", String(500)),
+    Column("idempotency_key", String(100), unique=True),
+    Column("fingerprint", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(
+        "status IN ('pending', 'confirmed', 'rejected', 'cancelled')", name="status_known"
+    ),
+)
+
+order_items = Table(
+    "order_items",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
+    Column("book_id", Integer, primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", Numeric(10, 2, asdecimal=True), nullable=False),
+    CheckConstraint("quantity > 0", name="quantity_positive"),
+)
+
+
+class DuplicateKey(Exception):
+    """Another request already placed an order with this idempotency key."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def insert_pending(
+    session: Session,
+    *,
+    order_id: str,
+    items: list[dict[str, Any]],
+    total: Decimal,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> None:
+    stamp = now()
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(orders).values(
+                    id=order_id,
+                    status="pending",
+                    total=total,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+    except IntegrityError as exc:
+        raise DuplicateKey from exc
+    session.execute(
+        insert(order_items),
+        [{"order_id": order_id, "position": n, **item} for n, item in enumerate(items)],
+    )
+
+
+def fetch_order(session: Session, *, order_id: str) -> dict[str, Any] | None:
+    row = session.execute(select(orders).where(orders.c.id == order_id)).mappings().first()
+    if row is None:
+        return None
+    return {**row, "items": _items(session, [order_id])[order_id]}
+
+
+def fetch_by_key(session: Session, *, idempotency_key: str) -> dict[str, Any] | None:
+    order_id = session.execute(
+        select(orders.c.id).where(orders.c.idempotency_key == idempotency_key)
+    ).scalar_one_or_none()
+    return fetch_order(session, order_id=order_id) if order_id else None
+
+
+def fetch_page(
+    session: Session, *, status: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    conditions = [orders.c.status == status] if status else []
+    total = session.execute(
+        select(func.count()).select_from(orders).where(*conditions)
+    ).scalar_one()
+    rows = session.execute(
+        select(orders)
+        .where(*conditions)
+        .order_by(orders.c.created_at.desc(), orders.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).mappings()
+    page = [dict(row) for row in rows]
+    items = _items(session, [row["id"] for row in page])
+    return [{**row, "items": items[row["id"]]} for row in page], total
+
+
+def set_status(
+    session: Session,
+    *,
+    order_id: str,
+    status: str,
+    reason: str | None = None,
+    expected: str | None = None,
+) -> bool:
+    """Moves an order to ``status``; with ``expected``, only from that status (False if not)."""
+    statement = update(orders).where(orders.c.id == order_id)
+    if expected is not None:
+        statement = statement.where(orders.c.status == expected)
+    changed = session.execute(
+        statement.values(status=status, reason=reason, updated_at=now())
+    ).rowcount
+    return bool(changed)
+
+
+def claim_stale_pending(session: Session, *, older_than: timedelta) -> list[str]:
+    """Pending orders nobody touched for ``older_than``; claiming one refreshes its stamp so
+    that two recovering processes never settle the same order at once."""
+    cutoff = now() - older_than
+    candidates = session.execute(
+        select(orders.c.id).where(orders.c.status == "pending", orders.c.updated_at < cutoff)
+    ).scalars()
+    claimed = []
+    for order_id in list(candidates):
+        won = session.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == "pending",
+                orders.c.updated_at < cutoff,
+            )
+            .values(updated_at=now())
+        ).rowcount
+        if won:
+            claimed.append(order_id)
+    return claimed
+
+
+def _items(session: Session, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {order_id: [] for order_id in order_ids}
+    if not order_ids:
+        return grouped
+    rows = session.execute(
+        select(order_items)
+        .where(order_items.c.order_id.in_(order_ids))
+        .order_by(order_items.c.order_id, order_items.c.position)
+    ).mappings()
+    for row in rows:
+        grouped[row["order_id"]].append(
+            {
+                "book_id": row["book_id"],
+                "quantity": row["quantity"],
+                "unit_price": row["unit_price"],
+            }
+        )
+    return grouped

@@ -1,0 +1,67 @@
+"""Settles orders a crashed process left PENDING: on start-up, then every interval.
+
+Settling re-runs the saga: books' reservations are idempotent per order id, so an order whose
+stock was already reserved is completed, and one that cannot be completed is compensated.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from chassis import ServiceClient, get_logger
+from chassis.db import Database
+from shop import domain, persistence
+
+log = get_logger("shop.recovery")
+
+
+def recover_pending(database: Database, books: ServiceClient, *, older_than: float) -> int:
+    """Settles every stale pending order; returns how many it settled."""
+    with database.session_scope() as session:
+        claimed = persistence.claim_stale_pending(session, older_than=timedelta(seconds=older_than))
+    settled = 0
+    for order_id in claimed:
+        with database.session_scope() as session:
+            order = persistence.fetch_order(session, order_id=order_id)
+            if order is None or order["status"] != "pending":
+                continue
+            outcome = domain.settle(
+                session,
+                books,
+                order_id=order_id,
+                items=order["items"],
+                budget_seconds=older_than / 2,
+            )
+            log.info("pending order settled", order_id=order_id, status=outcome.status)
+            settled += outcome.status != "pending"
+    return settled
+
+
+class RecoveryLoop:
+    """A daemon thread that runs :func:`recover_pending` now and every ``interval`` seconds."""
+
+    def __init__(
+        self, database: Database, books: ServiceClient, *, interval: float, older_than: float
+    ) -> None:
+        self.database = database
+        self.books = books
+        self.interval = interval
+        self.older_than = older_than
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shop-recovery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                recover_pending(self.database, self.books, older_than=self.older_than)
+            except Exception:
+                log.exception("recovery round failed; next round in the usual interval")
+            self._stop.wait(self.interval)
