@@ -1,7 +1,7 @@
 # Developer and CI entry points. `make` lists the targets.
 
 PYTEST_ARGS ?=
-TEST_PATHS := libs/common/tests services/books/tests services/shop/tests
+TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests
 BOOKS_PORT ?= 8001
 DATABASE_URL ?= sqlite:///$(CURDIR)/.dev/books.db
 

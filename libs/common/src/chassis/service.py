@@ -10,13 +10,15 @@ Layers, outermost first (each a small ASGI middleware):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import connexion
 import yaml
@@ -42,14 +44,16 @@ from chassis.metrics import ServiceMetrics
 from chassis.middleware.body_limit import BodyLimitMiddleware
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.telemetry import TelemetryMiddleware
-from chassis.routes import RouteTable, spec_templates
+from chassis.routes import RouteTable, base_path, spec_templates
 from chassis.tracing import TRACER_NAME, build_tracer_provider
+from chassis.validation import NamingParameterValidator
 
 log = get_logger("chassis.service")
 Hook = Callable[["Service"], Awaitable[None] | None]
 API_DOC_ROUTES = ("/openapi.json", "/ui", "/ui/", "/ui/{asset}")
 FLUSH_TIMEOUT_MILLIS = 5000
 
+T = TypeVar("T")
 _current_service: ContextVar[Service] = ContextVar("chassis_service")
 
 
@@ -105,6 +109,18 @@ class Service:
         self._serving = False
         self.api = self._build_api(spec, handlers)
         self.asgi = self._build_stack(spec)
+
+    async def in_session(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """For ``async def`` handlers: runs ``function(session, *args, **kwargs)`` on a worker
+        thread inside a session scope (committed on success, rolled back on error)."""
+
+        def call() -> T:
+            with self.database.session_scope() as session:
+                return function(session, *args, **kwargs)
+
+        request_context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, request_context.run, call)
 
     def client(self, name: str) -> ServiceClient:
         """The client of a dependency declared under ``dependencies.<name>`` in the config."""
@@ -168,12 +184,14 @@ class Service:
             resolver=HandlerResolver(handlers, self.database, self.executor),
             strict_validation=True,
             validate_responses=validate_responses,
+            validator_map={"parameter": NamingParameterValidator},
         )
         return app
 
     def _build_stack(self, spec: Path) -> Any:
         document = yaml.safe_load(spec.read_text(encoding="utf-8"))
-        routes = RouteTable([*spec_templates(document), *endpoints.PATHS, *API_DOC_ROUTES])
+        api_docs = [base_path(document) + route for route in API_DOC_ROUTES]
+        routes = RouteTable([*spec_templates(document), *endpoints.PATHS, *api_docs])
         stack: Any = endpoints.ChassisEndpoints(
             self.api, health=self.health, metrics=self.metrics, info=self.info
         )

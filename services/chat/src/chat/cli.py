@@ -1,0 +1,18 @@
+"""``chat migrate | seed | serve`` (DESIGN §9)."""
+
+from __future__ import annotations
+
+from chassis import ServiceCli
+from chat.app import create_service
+from chat.settings import SERVICE_DIR, load
+
+cli = ServiceCli(
+    name="chat",
+    load_settings=load,
+    create_service=create_service,
+    migrations=SERVICE_DIR / "migrations",
+)
+
+
+def main() -> int:
+    return cli.main()

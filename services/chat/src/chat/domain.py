@@ -1,0 +1,95 @@
+"""Rooms and messages: which rooms exist, who may post where, what a message records."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from chassis import ConflictError, NotFoundError, UnprocessableError
+from chat import persistence
+from chat.books_api import BookDirectory
+from chat.live import LiveFeed
+
+BOOK_ROOM = re.compile(r"^book-([1-9][0-9]{0,9})$")
+
+
+def book_id_of(room: str) -> int | None:
+    match = BOOK_ROOM.fullmatch(room)
+    return int(match.group(1)) if match else None
+
+
+def get_room(session: Session, books: BookDirectory, *, name: str) -> dict[str, Any]:
+    room = persistence.fetch_room(session, name=name)
+    if room is not None:
+        return room
+    book_id = book_id_of(name)
+    if book_id is None:
+        raise NotFoundError(f"room: there is no room {name!r}", field="room")
+    lookup = books.lookup(book_id)
+    if lookup.exists is False:
+        raise NotFoundError(f"room: there is no book {book_id}", field="room")
+    return _book_room(name, book_id, lookup.title)
+
+
+def create_room(session: Session, *, name: str, title: str) -> dict[str, Any]:
+    if name.startswith("book-"):
+        raise UnprocessableError(
+            "name: rooms named book-... belong to books and exist already", field="name"
+        )
+    try:
+        persistence.insert_room(session, name=name, title=title, kind="free", book_id=None)
+    except persistence.RoomExists:
+        raise ConflictError(f"name: the room {name!r} exists already", field="name") from None
+    room = persistence.fetch_room(session, name=name)
+    assert room is not None
+    return room
+
+
+def post_message(
+    session: Session, books: BookDirectory, feed: LiveFeed, *, room: str, author: str, text: str
+) -> dict[str, Any]:
+    """Stores the message and hands it to the live feed once it is committed."""
+    verified: bool | None = None
+    book_id = book_id_of(room)
+    if book_id is not None:
+        lookup = books.lookup(book_id)
+        if lookup.exists is False:
+            raise NotFoundError(f"room: there is no book {book_id}", field="room")
+        verified = lookup.exists is True
+        title = _book_room(room, book_id, lookup.title)["title"]
+        persistence.ensure_room(session, name=room, title=title, kind="book", book_id=book_id)
+    elif persistence.fetch_room(session, name=room) is None:
+        raise NotFoundError(f"room: there is no room {room!r}", field="room")
+    message = persistence.insert_message(
+        session, room=room, author=author.strip(), text_=text, verified=verified
+    )
+    feed.within_transaction(session, message)
+    session.commit()
+    feed.after_commit(message)
+    return message
+
+
+def list_messages(
+    session: Session, books: BookDirectory, *, room: str, before: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    get_room(session, books, name=room)
+    page = persistence.fetch_page(session, room=room, before=before, limit=limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    return page, page[-1]["id"] if more else None
+
+
+def missed_messages(session: Session, *, room: str, after: int) -> list[dict[str, Any]]:
+    return persistence.fetch_after(session, room=room, after=after, limit=1000)
+
+
+def _book_room(name: str, book_id: int, title: str | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": f"Book {book_id}: {title}" if title else f"Book {book_id}",
+        "kind": "book",
+        "book_id": book_id,
+        "created_at": None,
+    }

@@ -1,0 +1,138 @@
+"""HTTP handlers: parse -> call the domain -> shape the response. Bound by operationId.
+
+``follow_room`` and ``page`` are ``async``: a live stream must not hold a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import connexion
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from chassis import ServiceUnavailable, current_service, current_session
+from chat import domain
+from chat.app import ChatComponents
+from chat.live import CLOSED, Follower, TooManyFollowers
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def page() -> Response:
+    return Response(ChatComponents.of(current_service()).page, media_type="text/html")
+
+
+def list_rooms(limit: int = 50) -> dict[str, Any]:
+    rooms = domain.persistence.list_rooms(current_session(), limit=limit)
+    return {"items": [room_json(room) for room in rooms]}
+
+
+def create_room(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    room = domain.create_room(current_session(), name=body["name"], title=body["title"])
+    return room_json(room), 201, {"Location": f"/rooms/{room['name']}"}
+
+
+def get_room(room: str) -> dict[str, Any]:
+    parts = ChatComponents.of(current_service())
+    return room_json(domain.get_room(current_session(), parts.books, name=room))
+
+
+def list_messages(room: str, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+    parts = ChatComponents.of(current_service())
+    page, cursor = domain.list_messages(
+        current_session(), parts.books, room=room, before=before, limit=limit
+    )
+    return {"items": [message_json(m) for m in page], "next_cursor": cursor}
+
+
+def post_message(room: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    parts = ChatComponents.of(current_service())
+    message = domain.post_message(
+        current_session(),
+        parts.books,
+        parts.feed,
+        room=room,
+        author=body["author"],
+        text=body["text"],
+    )
+    return message_json(message), 201
+
+
+async def follow_room(room: str) -> Response:
+    service = current_service()
+    parts = ChatComponents.of(service)
+    await service.in_session(lambda session: domain.get_room(session, parts.books, name=room))
+    last_seen = connexion.request.headers.get("last-event-id")
+    try:
+        follower = parts.broker.subscribe(room)  # before the catch-up query: nothing slips by
+    except TooManyFollowers:
+        raise ServiceUnavailable(
+            "room: this replica follows as many rooms as it may", retry_after_seconds=5
+        ) from None
+    missed: list[dict[str, Any]] = []
+    if last_seen:
+        missed = await service.in_session(domain.missed_messages, room=room, after=int(last_seen))
+    stream = _events(follower, missed, parts.settings.live.heartbeat_seconds)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
+
+
+async def _events(
+    follower: Follower, missed: list[dict[str, Any]], heartbeat: float
+) -> AsyncIterator[bytes]:
+    broker = ChatComponents.of(current_service()).broker
+    try:
+        yield b"retry: 2000\n: following\n\n"
+        for message in missed:
+            follower.delivered.add(message["id"])
+            yield sse(message)
+        while True:
+            try:
+                message = await asyncio.wait_for(follower.queue.get(), heartbeat)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if message is CLOSED:
+                return
+            if message["id"] in follower.delivered:
+                continue  # both caught up from the database and announced live
+            yield sse(message)
+    finally:
+        broker.unsubscribe(follower)
+
+
+def sse(message: dict[str, Any]) -> bytes:
+    return b"event: message\nid: %d\ndata: %s\n\n" % (
+        message["id"],
+        orjson.dumps(message_json(message)),
+    )
+
+
+def room_json(room: dict[str, Any]) -> dict[str, Any]:
+    last = room.get("last_message_at")
+    return {
+        "name": room["name"],
+        "title": room["title"],
+        "kind": room["kind"],
+        "book_id": room.get("book_id"),
+        "last_message_at": timestamp(last) if last else None,
+    }
+
+
+def message_json(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": message["id"],
+        "room": message["room"],
+        "author": message["author"],
+        "text": message["text"],
+        "verified": message["verified"],
+        "created_at": timestamp(message["created_at"]),
+    }
+
+
+def timestamp(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")

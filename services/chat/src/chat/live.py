@@ -1,0 +1,190 @@
+"""Live fan-out of new messages to the followers of a room.
+
+    post (worker thread) --commit--> LiveFeed
+        SQLite:      publish to this process' Broker
+        PostgreSQL:  pg_notify in the posting transaction -> every replica's PgListener
+                     (LISTEN, one connection per process) -> that replica's Broker
+    Broker (event loop) -> one bounded asyncio.Queue per follower -> its SSE stream
+
+Followers cost a queue and a coroutine, not a thread, so one process holds thousands of them
+while ordinary requests keep their latency. A follower that falls more than its buffer behind
+is cut off; its browser reconnects with Last-Event-ID and misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy.orm import Session
+
+from chassis import DOWN, UP, CheckResult, get_logger
+from chat import persistence
+
+log = get_logger("chat.live")
+CLOSED: dict[str, Any] = {"closed": True}  # sentinel that ends a stream
+
+
+@dataclass(eq=False)
+class Follower:
+    room: str
+    queue: asyncio.Queue[dict[str, Any]]
+    cut_off: bool = False
+    delivered: set[int] = field(default_factory=set)
+
+
+class TooManyFollowers(Exception):
+    pass
+
+
+class Broker:
+    """Fans out in-process; every method except ``publish`` runs on the event loop."""
+
+    def __init__(self, *, buffer: int, max_followers: int) -> None:
+        self.buffer = buffer
+        self.max_followers = max_followers
+        self._rooms: dict[str, set[Follower]] = defaultdict(set)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._count = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    @property
+    def followers(self) -> int:
+        return self._count
+
+    def subscribe(self, room: str) -> Follower:
+        if self._count >= self.max_followers:
+            raise TooManyFollowers
+        follower = Follower(room, asyncio.Queue(maxsize=self.buffer))
+        self._rooms[room].add(follower)
+        self._count += 1
+        return follower
+
+    def unsubscribe(self, follower: Follower) -> None:
+        followers = self._rooms.get(follower.room)
+        if followers and follower in followers:
+            followers.discard(follower)
+            self._count -= 1
+            if not followers:
+                del self._rooms[follower.room]
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Thread-safe: hands the message to the event loop."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._deliver, message)
+
+    def close(self) -> None:
+        """Ends every stream (thread-safe): shutdown must not wait for followers to leave."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._close_all)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        for follower in list(self._rooms.get(message["room"], ())):
+            try:
+                follower.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                follower.cut_off = True
+                self.unsubscribe(follower)
+                _force(follower.queue, CLOSED)
+
+    def _close_all(self) -> None:
+        for followers in list(self._rooms.values()):
+            for follower in list(followers):
+                self.unsubscribe(follower)
+                _force(follower.queue, CLOSED)
+
+
+def _force(queue: asyncio.Queue[dict[str, Any]], item: dict[str, Any]) -> None:
+    while True:
+        try:
+            queue.put_nowait(item)
+            return
+        except asyncio.QueueFull:
+            queue.get_nowait()
+
+
+class LiveFeed:
+    """How a committed message reaches the brokers: directly, or through PostgreSQL."""
+
+    def __init__(self, broker: Broker, *, postgres: bool) -> None:
+        self.broker = broker
+        self.postgres = postgres
+
+    def within_transaction(self, session: Session, message: dict[str, Any]) -> None:
+        if self.postgres:
+            persistence.announce(session, room=message["room"], message_id=message["id"])
+
+    def after_commit(self, message: dict[str, Any]) -> None:
+        if not self.postgres:
+            self.broker.publish(message)
+
+
+Fetch = Callable[[int], dict[str, Any] | None]
+
+
+class PgListener:
+    """LISTENs on its own connection and publishes every announced message to the broker."""
+
+    name = "live_feed"
+    critical = False
+
+    def __init__(self, dsn: str, fetch: Fetch, broker: Broker) -> None:
+        self.dsn = dsn
+        self.fetch = fetch
+        self.broker = broker
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chat-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    async def check(self) -> CheckResult:
+        return CheckResult(UP if self.listening.is_set() else DOWN, {"channel": "LISTEN"})
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self._listen()
+                backoff = 0.2
+            except psycopg2.Error as exc:
+                self.listening.clear()
+                log.warning("live feed connection lost; reconnecting", error=type(exc).__name__)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _listen(self) -> None:
+        connection = psycopg2.connect(self.dsn, connect_timeout=3)
+        try:
+            connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+            with connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {persistence.NOTIFY_CHANNEL}")
+            self.listening.set()
+            while not self._stop.is_set():
+                ready, _, _ = select.select([connection], [], [], 1.0)
+                if not ready:
+                    continue
+                connection.poll()
+                while connection.notifies:
+                    notice = connection.notifies.pop(0)
+                    message = self.fetch(int(notice.payload))
+                    if message is not None:
+                        self.broker.publish(message)
+        finally:
+            self.listening.clear()
+            connection.close()

@@ -1,0 +1,161 @@
+"""chat's tables and every SQL statement it runs. Functions take the session explicitly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+NOTIFY_CHANNEL = "chat_messages"
+
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("book_id", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("room", String(64), ForeignKey("rooms.name", ondelete="CASCADE"), nullable=False),
+    Column("author", String(50), nullable=False),
+    Column("text", String(2000), nullable=False),
+    Column("verified", Boolean),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class RoomExists(Exception):
+    pass
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def fetch_room(session: Session, *, name: str) -> dict[str, Any] | None:
+    row = session.execute(select(rooms).where(rooms.c.name == name)).mappings().first()
+    return dict(row) if row else None
+
+
+def insert_room(session: Session, *, name: str, title: str, kind: str, book_id: int | None) -> None:
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(rooms).values(
+                    name=name, title=title, kind=kind, book_id=book_id, created_at=now()
+                )
+            )
+    except IntegrityError as exc:
+        raise RoomExists from exc
+
+
+def ensure_room(session: Session, *, name: str, title: str, kind: str, book_id: int | None) -> None:
+    """Creates the room unless it exists (concurrent posters may race to create it)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(rooms)
+        .values(name=name, title=title, kind=kind, book_id=book_id, created_at=now())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+
+
+def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    last = (
+        select(messages.c.room, func.max(messages.c.created_at).label("last_message_at"))
+        .group_by(messages.c.room)
+        .subquery()
+    )
+    rows = session.execute(
+        select(rooms, last.c.last_message_at)
+        .outerjoin(last, last.c.room == rooms.c.name)
+        .order_by(last.c.last_message_at.desc().nulls_last(), rooms.c.name)
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def insert_message(
+    session: Session, *, room: str, author: str, text_: str, verified: bool | None
+) -> dict[str, Any]:
+    values = {
+        "room": room,
+        "author": author,
+        "text": text_,
+        "verified": verified,
+        "created_at": now(),
+    }
+    message_id = session.execute(
+        insert(messages).values(**values).returning(messages.c.id)
+    ).scalar_one()
+    return {"id": message_id, **values}
+
+
+def announce(session: Session, *, room: str, message_id: int) -> None:
+    """PostgreSQL delivers the notice to every listening replica when the transaction commits."""
+    session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": NOTIFY_CHANNEL, "payload": f"{message_id}"},
+    )
+
+
+def fetch_message(session: Session, *, message_id: int) -> dict[str, Any] | None:
+    row = session.execute(select(messages).where(messages.c.id == message_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def fetch_page(
+    session: Session, *, room: str, before: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """Newest first."""
+    conditions = [messages.c.room == room]
+    if before is not None:
+        conditions.append(messages.c.id < before)
+    rows = session.execute(
+        select(messages).where(*conditions).order_by(messages.c.id.desc()).limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def fetch_after(session: Session, *, room: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """Oldest first: what a reconnecting follower missed."""
+    rows = session.execute(
+        select(messages)
+        .where(messages.c.room == room, messages.c.id > after)
+        .order_by(messages.c.id)
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
