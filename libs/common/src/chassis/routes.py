@@ -38,9 +38,14 @@ class RouteTable:
 
 def spec_templates(spec: dict[str, Any]) -> list[str]:
     """Every path of an OpenAPI 3 document, prefixed with its server's base path."""
-    servers = spec.get("servers") or [{"url": "/"}]
-    base = urlparse(servers[0].get("url", "/")).path.rstrip("/")
+    base = base_path(spec)
     return [base + path for path in spec.get("paths", {})]
+
+
+def base_path(spec: dict[str, Any]) -> str:
+    """Where connexion mounts the API (and its /openapi.json and /ui): the first server's path."""
+    servers = spec.get("servers") or [{"url": "/"}]
+    return str(urlparse(servers[0].get("url", "/")).path.rstrip("/"))
 
 
 def normalise_method(method: str) -> str:
