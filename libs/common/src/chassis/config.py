@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PROFILE_VARIABLE = "ENVIRONMENT"
 CONFIG_FILE = "config.yml"
@@ -93,6 +93,19 @@ class BreakerSection(Section):
     half_open_calls: int = Field(default=3, ge=1)
 
 
+class FaultsSection(Section):
+    """Fault injection (chassis.middleware.faults): never enabled without a token."""
+
+    enabled: bool = False
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> FaultsSection:
+        if self.enabled and (self.token is None or len(self.token.get_secret_value()) < 12):
+            raise ValueError("token: a token of at least 12 characters is required when enabled")
+        return self
+
+
 class DependencySection(Section):
     base_url: str = Field(pattern=r"^https?://")
     critical: bool = False
@@ -115,6 +128,7 @@ class Settings(BaseModel):
     database: DatabaseSection = DatabaseSection()
     health: HealthSection = HealthSection()
     shutdown: ShutdownSection = ShutdownSection()
+    faults: FaultsSection = FaultsSection()
     dependencies: dict[str, DependencySection] = {}
 
 

@@ -41,6 +41,7 @@ from chassis.health import HealthCheck, HealthRegistry, ShutdownState
 from chassis.info import collect_info
 from chassis.logging import configure_logging, get_logger
 from chassis.metrics import ServiceMetrics
+from chassis.middleware import faults as faults_middleware
 from chassis.middleware.body_limit import BodyLimitMiddleware
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.telemetry import TelemetryMiddleware
@@ -104,6 +105,7 @@ class Service:
         threads = handler_threads or settings.database.pool_size + settings.database.max_overflow
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
         self.state: dict[str, Any] = {}
+        self.faults: faults_middleware.FaultInjectionMiddleware | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._serving = False
@@ -191,10 +193,16 @@ class Service:
     def _build_stack(self, spec: Path) -> Any:
         document = yaml.safe_load(spec.read_text(encoding="utf-8"))
         api_docs = [base_path(document) + route for route in API_DOC_ROUTES]
-        routes = RouteTable([*spec_templates(document), *endpoints.PATHS, *api_docs])
+        faults = self.settings.faults
+        admin = [faults_middleware.ADMIN_PATH] if faults.enabled else []
+        routes = RouteTable([*spec_templates(document), *endpoints.PATHS, *api_docs, *admin])
         stack: Any = endpoints.ChassisEndpoints(
             self.api, health=self.health, metrics=self.metrics, info=self.info
         )
+        if faults.enabled and faults.token is not None:
+            stack = self.faults = faults_middleware.FaultInjectionMiddleware(
+                stack, token=faults.token.get_secret_value(), routes=routes
+            )
         stack = BodyLimitMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
         return TelemetryMiddleware(
             stack,
