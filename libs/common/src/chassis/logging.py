@@ -27,6 +27,9 @@ SECRET_KEY = re.compile(
 )
 URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@")
 BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]+")
+SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)(['\"]?)[^\s'\",;&]+"
+)
 
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -49,6 +52,8 @@ def _redact_value(value: Any) -> Any:
             value = URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:" + REDACTED + "@", value)
         if " " in value:
             value = BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        if "=" in value or ":" in value:  # password=..., token: ... in messages and tracebacks
+            value = SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
         return value
     if isinstance(value, dict):
         return _redact_mapping(dict(value))

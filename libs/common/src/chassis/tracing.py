@@ -48,8 +48,8 @@ def build_tracer_provider(
     provider = TracerProvider(resource=build_resource(settings, environ))
     if disabled:
         return provider
-    exporter = _exporter(environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower())
-    if exporter is not None:
+    names = environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",")  # a list, per the spec
+    for exporter in filter(None, (_exporter(name.strip()) for name in names)):
         provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in extra_processors:
         provider.add_span_processor(processor)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chassis.errors import problem_response
+from chassis.errors import ProblemError, render_problem
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(ProblemError):
+    """The body is over the limit. Raised from ``receive`` while the app reads the body, so the
+    problem middleware inside the API answers it 413 like this one does."""
+
+    status = 413
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(
+            f"body: the request body is larger than {max_body_bytes} bytes", field="body"
+        )
 
 
 class BodyLimitMiddleware:
@@ -33,7 +41,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -49,12 +57,7 @@ class BodyLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413,
-            f"body: the request body is larger than {self.max_body_bytes} bytes",
-            field="body",
-        )
-        await response(scope, receive, send)
+        await render_problem(BodyTooLarge(self.max_body_bytes))(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -79,6 +79,7 @@ class TelemetryMiddleware:
         active = self.metrics.server_active.labels(method)
         active.inc()
         status_code = 500
+        error_type: str | None = None
 
         async def send_with_status(message: Message) -> None:
             nonlocal status_code
@@ -90,12 +91,12 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_status)
         except BaseException as exc:
             span.record_exception(exc)
-            span.set_attribute(error_attributes.ERROR_TYPE, type(exc).__qualname__)
+            error_type = type(exc).__qualname__
             raise
         finally:
             duration = time.perf_counter() - started
             active.dec()
-            self._finish_span(span, status_code)
+            self._finish_span(span, status_code, error_type)
             self._observe(span, method, route, status_code, duration)
             if self.access_log_enabled:
                 access_log.info(
@@ -110,10 +111,12 @@ class TelemetryMiddleware:
             span.end()
 
     @staticmethod
-    def _finish_span(span: trace.Span, status_code: int) -> None:
+    def _finish_span(span: trace.Span, status_code: int, error_type: str | None) -> None:
         span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status_code)
-        if status_code >= 500:
-            span.set_attribute(error_attributes.ERROR_TYPE, str(status_code))
+        if error_type is None and status_code >= 500:
+            error_type = str(status_code)
+        if error_type is not None:  # semconv: the exception's type wins over the status code
+            span.set_attribute(error_attributes.ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR))
 
     def _observe(

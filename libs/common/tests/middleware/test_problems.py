@@ -1,0 +1,160 @@
+import asyncio
+from typing import Any
+
+import pytest
+from connexion.exceptions import BadRequestProblem, ProblemException
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chassis import ConflictError, ServiceUnavailable
+from chassis.middleware.problems import INTERNAL_ERROR_DETAIL, ProblemMiddleware
+from chassis.testing import SpanRecorder, capture_logs
+
+SECRET = "postgresql://app:s3cret@db/app"
+
+
+def raising(exc: BaseException) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise exc
+
+    return app
+
+
+def in_span(app: ASGIApp, recorder: SpanRecorder) -> ASGIApp:
+    """Runs ``app`` inside a current span, as the telemetry middleware would."""
+    provider = TracerProvider()
+    provider.add_span_processor(recorder.processor)
+    tracer = provider.get_tracer("tests")
+
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        with tracer.start_as_current_span("request"):
+            await app(scope, receive, send)
+
+    return traced
+
+
+def answer(exc: BaseException, recorder: SpanRecorder | None = None) -> Any:
+    app: ASGIApp = ProblemMiddleware(raising(exc))
+    if recorder is not None:
+        app = in_span(app, recorder)
+    return TestClient(app).get("/x")
+
+
+def test_a_chassis_problem_keeps_its_status_detail_and_headers() -> None:
+    response = answer(ServiceUnavailable("books: circuit open", retry_after_seconds=10))
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "10"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "books: circuit open",
+        "trace_id": None,
+    }
+
+
+def test_the_problem_carries_the_current_trace_id(recorder: SpanRecorder) -> None:
+    response = answer(ConflictError("isbn: exists already"), recorder)
+
+    (span,) = recorder.spans()
+    assert response.status_code == 409
+    assert response.json()["trace_id"] == format(span.context.trace_id, "032x")
+
+
+def test_a_connexion_problem_is_rendered_with_its_extensions() -> None:
+    problem = ProblemException(
+        status=400,
+        title="Bad Request",
+        detail="'name' is a required property",
+        ext={"field": "name", "trace_id": "forged", "status": 999},
+    )
+
+    response = answer(problem)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["detail"] == "'name' is a required property"
+    assert body["field"] == "name"
+    assert body["status"] == 400
+    assert body["trace_id"] is None
+
+
+def test_a_connexion_validation_problem_is_a_400() -> None:
+    response = answer(BadRequestProblem(detail="limit: 0 is less than the minimum of 1"))
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "limit: 0 is less than the minimum of 1"
+    assert response.json()["title"] == "Bad Request"
+
+
+def test_a_starlette_http_exception_keeps_its_status_and_headers() -> None:
+    response = answer(HTTPException(405, headers={"Allow": "GET"}))
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json()["title"] == "Method Not Allowed"
+    assert response.json()["detail"] == "Method Not Allowed"
+
+
+def test_an_unexpected_exception_is_a_500_without_internals(recorder: SpanRecorder) -> None:
+    error = RuntimeError(f"cannot connect to {SECRET}: SELECT * FROM book")
+
+    with capture_logs() as events:
+        response = answer(error, recorder)
+
+    assert response.status_code == 500
+    body = response.json()
+    assert body["detail"] == INTERNAL_ERROR_DETAIL
+    assert body["title"] == "Internal Server Error"
+    assert "s3cret" not in response.text
+    assert "SELECT" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in response.text
+    (span,) = recorder.spans()
+    assert body["trace_id"] == format(span.context.trace_id, "032x")
+    assert [event.name for event in span.events] == ["exception"]
+    (logged,) = [event for event in events if event["log_level"] == "error"]
+    assert logged["event"] == "unhandled error"
+    assert logged["exc_info"] is error
+
+
+def test_an_error_after_the_answer_started_is_re_raised() -> None:
+    async def half_answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("mid-stream")
+
+    client = TestClient(ProblemMiddleware(half_answer))
+
+    with pytest.raises(RuntimeError, match="mid-stream"):
+        client.get("/x")
+
+
+def test_a_normal_answer_passes_through() -> None:
+    client = TestClient(ProblemMiddleware(PlainTextResponse("fine", status_code=201)))
+
+    response = client.get("/x")
+
+    assert (response.status_code, response.text) == (201, "fine")
+
+
+def test_other_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    async def nothing() -> dict[str, Any]:
+        return {}
+
+    async def ignore(_: Any) -> None: ...
+
+    asyncio.run(ProblemMiddleware(app)({"type": "lifespan"}, nothing, ignore))
+
+    assert seen == ["lifespan"]
+    assert trace.get_current_span() is trace.INVALID_SPAN

@@ -1,0 +1,193 @@
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
+from chassis import DOWN, UP, CheckResult, current_session
+from chassis.config import DatabaseSection
+from chassis.db import Database
+from chassis.health import HealthRegistry, ShutdownState
+from chassis.testing import SpanRecorder
+from chassis.testing.postgres import PostgresServer
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)"))
+    yield database
+    database.dispose()
+
+
+def names(database: Database) -> list[str]:
+    with database.engine.connect() as connection:
+        return list(connection.execute(sa.text("SELECT name FROM item ORDER BY id")).scalars())
+
+
+def check(database: Database) -> CheckResult:
+    result = database.health_check().check()
+    assert isinstance(result, CheckResult)
+    return result
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_session_scope_commits_when_the_block_succeeds(database: Database) -> None:
+    with database.session_scope() as session:
+        session.execute(sa.text("INSERT INTO item (name) VALUES ('a'), ('b')"))
+
+    assert names(database) == ["a", "b"]
+
+
+def write_then_fail(database: Database, *rows: str) -> None:
+    with database.session_scope() as session:
+        for row in rows:
+            session.execute(sa.text("INSERT INTO item (name) VALUES (:n)"), {"n": row})
+            session.flush()
+        raise RuntimeError("half way")
+
+
+def test_session_scope_rolls_back_when_the_block_raises(database: Database) -> None:
+    with pytest.raises(RuntimeError, match="half way"):
+        write_then_fail(database, "a", "b")
+
+    assert names(database) == []
+
+
+def test_current_session_is_the_scope_session_only_inside_the_scope(database: Database) -> None:
+    with database.session_scope() as session:
+        assert current_session() is session
+        with database.session_scope() as inner:
+            assert current_session() is inner
+        assert current_session() is session
+
+    with pytest.raises(RuntimeError, match="no database session"):
+        current_session()
+
+
+def test_current_session_outside_a_request_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="inside a request handler"):
+        current_session()
+
+
+def test_sqlite_enforces_foreign_keys(database: Database) -> None:
+    with database.engine.connect() as connection:
+        assert connection.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+    assert database.dialect == "sqlite"
+
+
+def test_the_check_is_critical_and_up_with_the_dialect(database: Database) -> None:
+    health_check = database.health_check()
+
+    assert (health_check.name, health_check.critical) == ("database", True)
+    assert check(database) == CheckResult(UP, {"dialect": "sqlite"})
+
+
+def test_the_check_is_down_with_only_an_error_class_when_unreachable() -> None:
+    url = f"postgresql+psycopg2://app:s3cret@127.0.0.1:{closed_port()}/app"
+    database = Database(DatabaseSection(url=url, connect_timeout_seconds=1))
+    try:
+        result = check(database)
+    finally:
+        database.dispose()
+
+    assert result == CheckResult(DOWN, {"error": "OperationalError"})
+    assert "s3cret" not in json.dumps(result.details)
+    assert "127.0.0.1" not in str(result)
+
+
+@pytest.mark.postgres
+def test_the_check_follows_postgres_going_down_and_coming_back(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    database = Database(DatabaseSection(url=postgres_url, connect_timeout_seconds=1))
+    try:
+        assert check(database) == CheckResult(UP, {"dialect": "postgresql"})
+
+        postgres_server.stop()
+        try:
+            down = check(database)
+        finally:
+            postgres_server.start()
+        up = check(database)
+    finally:
+        database.dispose()
+
+    assert down == CheckResult(DOWN, {"error": "OperationalError"})
+    assert up.status == UP
+
+
+@pytest.mark.postgres
+def test_session_scope_rolls_back_on_postgres(postgres_url: str) -> None:
+    database = Database(DatabaseSection(url=postgres_url))
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE item (id serial PRIMARY KEY, name text)"))
+        with database.session_scope() as session:
+            session.execute(sa.text("INSERT INTO item (name) VALUES ('kept')"))
+        with pytest.raises(RuntimeError):
+            write_then_fail(database, "lost")
+
+        assert names(database) == ["kept"]
+    finally:
+        database.dispose()
+
+
+def test_sql_statements_produce_client_spans_inside_the_request_span(tmp_path: Path) -> None:
+    recorder = SpanRecorder()
+    provider = TracerProvider()
+    provider.add_span_processor(recorder.processor)
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"), provider)
+    try:
+        with (
+            provider.get_tracer("tests").start_as_current_span("GET /items") as parent,
+            database.session_scope() as session,
+        ):
+            session.execute(sa.text("SELECT 42"))
+    finally:
+        database.dispose()
+
+    (sql,) = [span for span in recorder.spans() if span.name != "GET /items"]
+    assert sql.name.startswith("SELECT")
+    assert sql.kind == SpanKind.CLIENT
+    assert sql.attributes is not None
+    assert sql.attributes["db.statement"] == "SELECT 42"
+    assert sql.attributes["db.system"] == "sqlite"
+    assert sql.parent is not None
+    assert sql.parent.span_id == parent.get_span_context().span_id
+
+
+def test_without_a_tracer_provider_no_spans_are_made(tmp_path: Path) -> None:
+    recorder = SpanRecorder()
+    provider = TracerProvider()
+    provider.add_span_processor(recorder.processor)
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    try:
+        with provider.get_tracer("tests").start_as_current_span("parent"), database.session_scope():
+            current_session().execute(sa.text("SELECT 1"))
+    finally:
+        database.dispose()
+
+    assert recorder.names() == ["parent"]
+
+
+def test_the_check_runs_in_the_health_registry(database: Database) -> None:
+    health = HealthRegistry(timeout_seconds=2, shutdown=ShutdownState())
+    health.add(database.health_check())
+
+    readiness = asyncio.run(health.readiness())
+
+    assert readiness.status == UP
+    assert readiness.checks["database"]["dialect"] == "sqlite"

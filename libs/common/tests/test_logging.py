@@ -1,0 +1,237 @@
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from chassis import get_logger
+from chassis.config import LoggingSection
+from chassis.logging import REDACTED, configure_logging
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+LEADING = ["timestamp", "level", "logger", "message", "service"]
+
+
+def configure(**section: Any) -> None:
+    configure_logging("svc", LoggingSection(**section))
+
+
+def json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def only_line(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    lines = json_lines(capsys)
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_structlog_event_is_one_json_line_with_the_design_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+
+    get_logger("tests.logging").info("hello", user_id=7, tags=["a"])
+
+    line = only_line(capsys)
+    assert list(line)[:5] == LEADING
+    assert line["level"] == "info"
+    assert line["logger"] == "tests.logging"
+    assert line["message"] == "hello"
+    assert line["service"] == "svc"
+    assert line["user_id"] == 7
+    assert line["tags"] == ["a"]
+    assert "trace_id" not in line
+    assert "span_id" not in line
+    assert "event" not in line
+
+
+def test_the_timestamp_is_rfc3339_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+
+    get_logger("tests.logging").info("now")
+
+    stamp = only_line(capsys)["timestamp"]
+    assert RFC3339_UTC.match(stamp), stamp
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert parsed.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - parsed) < timedelta(seconds=30)
+
+
+def test_trace_and_span_ids_are_added_inside_a_span(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+    tracer = TracerProvider().get_tracer("tests")
+    log = get_logger("tests.logging")
+
+    with tracer.start_as_current_span("work") as span:
+        log.info("inside")
+        logging.getLogger("tests.stdlib").info("inside too")
+    log.info("outside")
+
+    inside, stdlib_inside, outside = json_lines(capsys)
+    context = span.get_span_context()
+    for line in (inside, stdlib_inside):
+        assert line["trace_id"] == format(context.trace_id, "032x")
+        assert line["span_id"] == format(context.span_id, "016x")
+    assert list(inside)[:7] == [*LEADING, "trace_id", "span_id"]
+    assert "trace_id" not in outside
+    assert "span_id" not in outside
+
+
+def test_stdlib_records_render_like_structlog_events(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+
+    logging.getLogger("tests.stdlib").warning("hello %s", "there", extra={"order_id": "o-1"})
+
+    line = only_line(capsys)
+    assert list(line)[:5] == LEADING
+    assert line["level"] == "warning"
+    assert line["logger"] == "tests.stdlib"
+    assert line["message"] == "hello there"
+    assert line["service"] == "svc"
+    assert line["order_id"] == "o-1"
+    assert RFC3339_UTC.match(line["timestamp"])
+    assert not {"_record", "_from_structlog", "color_message"} & set(line)
+
+
+def test_exceptions_carry_their_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        logging.getLogger("tests.stdlib").exception("stdlib failed")
+        get_logger("tests.logging").exception("structlog failed")
+
+    stdlib_line, structlog_line = json_lines(capsys)
+    for line in (stdlib_line, structlog_line):
+        assert line["level"] == "error"
+        assert "Traceback (most recent call last)" in line["exception"]
+        assert "ValueError: broken" in line["exception"]
+
+
+def test_secrets_inside_exception_messages_are_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+
+    try:
+        raise RuntimeError("login failed for password=hunter2 with token: abc123")
+    except RuntimeError:
+        get_logger("tests.logging").exception("failed")
+
+    line = only_line(capsys)
+    assert "hunter2" not in json.dumps(line)
+    assert "abc123" not in json.dumps(line)
+    assert f"password={REDACTED}" in line["exception"]
+
+
+def test_level_filters_structlog_and_stdlib(capsys: pytest.CaptureFixture[str]) -> None:
+    configure(level="WARNING")
+
+    get_logger("tests.logging").info("hidden")
+    logging.getLogger("tests.stdlib").info("hidden")
+    get_logger("tests.logging").warning("shown")
+    logging.getLogger("tests.stdlib").error("shown")
+
+    assert [line["message"] for line in json_lines(capsys)] == ["shown", "shown"]
+
+
+def test_secret_keys_are_redacted_also_in_nested_mappings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+
+    get_logger("tests.logging").info(
+        "call",
+        password="p4ss",
+        access_token="t0k",
+        headers={"Authorization": "Basic dXNlcjpwYXNz", "Accept": "application/json"},
+        nested={"inner": {"api_key": "k3y", "client_secret": "s3c"}, "keep": 1},
+        user="ann",
+    )
+
+    line = only_line(capsys)
+    assert line["password"] == REDACTED
+    assert line["access_token"] == REDACTED
+    assert line["headers"] == {"Authorization": REDACTED, "Accept": "application/json"}
+    assert line["nested"] == {"inner": {"api_key": REDACTED, "client_secret": REDACTED}, "keep": 1}
+    assert line["user"] == "ann"
+    for secret in ("p4ss", "t0k", "dXNlcjpwYXNz", "k3y", "s3c"):
+        assert secret not in json.dumps(line)
+
+
+def test_url_credentials_and_bearer_tokens_are_redacted_in_strings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+
+    get_logger("tests.logging").info(
+        "sent Authorization: Bearer abc.def-ghi to http://svc/x",
+        url="postgresql+psycopg2://app:pw-s3cret@db:5432/app",
+        urls=["https://u:pw-s3cret@host/path", "https://host/path"],
+    )
+    logging.getLogger("tests.stdlib").info("connecting to redis://cache:pw-s3cret@cache:6379/0")
+
+    structlog_line, stdlib_line = json_lines(capsys)
+    assert structlog_line["message"] == f"sent Authorization: Bearer {REDACTED} to http://svc/x"
+    assert structlog_line["url"] == f"postgresql+psycopg2://app:{REDACTED}@db:5432/app"
+    assert structlog_line["urls"] == [f"https://u:{REDACTED}@host/path", "https://host/path"]
+    assert stdlib_line["message"] == f"connecting to redis://cache:{REDACTED}@cache:6379/0"
+
+
+def test_stdlib_extras_with_secret_keys_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+
+    logging.getLogger("tests.stdlib").info("login", extra={"password": "p4ss"})
+
+    line = only_line(capsys)
+    assert line["password"] == REDACTED
+
+
+def test_console_format_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
+    configure(format="console")
+
+    get_logger("tests.logging").info("hello console", user_id=7, password="p4ss")
+    logging.getLogger("tests.stdlib").info("hello stdlib")
+
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(line)
+    assert "hello console" in lines[0]
+    assert "user_id" in lines[0]
+    assert "hello stdlib" in lines[1]
+    assert "p4ss" not in out
+
+
+def test_configuring_twice_does_not_duplicate_handlers(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+    configure(level="DEBUG")
+
+    chassis_handlers = [h for h in logging.getLogger().handlers if h.get_name() == "chassis"]
+    logging.getLogger("tests.stdlib").debug("once")
+    get_logger("tests.logging").debug("once")
+
+    assert len(chassis_handlers) == 1
+    assert [line["message"] for line in json_lines(capsys)] == ["once", "once"]
+
+
+def test_server_loggers_go_through_the_chassis(capsys: pytest.CaptureFixture[str]) -> None:
+    stray = logging.StreamHandler()
+    logging.getLogger("uvicorn.error").addHandler(stray)
+    configure()
+
+    logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[1mStarted"})
+    logging.getLogger("uvicorn.access").info("GET / 200")  # the chassis writes its own
+
+    line = only_line(capsys)
+    assert line["logger"] == "uvicorn.error"
+    assert "color_message" not in line
+    assert stray not in logging.getLogger("uvicorn.error").handlers
