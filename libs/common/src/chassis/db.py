@@ -35,7 +35,7 @@ def current_session() -> Session:
 
 class Database:
     def __init__(self, section: DatabaseSection, tracer_provider: TracerProvider | None = None):
-        self.url = section.url.get_secret_value()
+        self.url = normalise_url(section.url.get_secret_value())
         self.engine = _create_engine(self.url, section)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         if tracer_provider is not None:
@@ -104,10 +104,27 @@ def _create_engine(url: str, section: DatabaseSection) -> Engine:
     engine = create_engine(url, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg2, the driver the chassis ships with
+    (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # With the driver's own transaction handling off (below), SQLAlchemy starts every
+    # transaction itself, so SAVEPOINTs nest inside it instead of committing on RELEASE.
+    connection.connection.driver_connection.execute("BEGIN")  # below tracing: no span
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    dbapi_connection.isolation_level = None  # pysqlite would not BEGIN before a SAVEPOINT
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -14,13 +14,15 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import create_engine, pool
 
+from chassis.db import normalise_url
+
 URL_ATTRIBUTE = "chassis.database_url"
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
-    config.attributes[URL_ATTRIBUTE] = database_url
+    config.attributes[URL_ATTRIBUTE] = normalise_url(database_url)
     return config
 
 
@@ -35,7 +37,7 @@ def downgrade(migrations_dir: Path, database_url: str, revision: str) -> None:
 def current_revision(migrations_dir: Path, database_url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    engine = create_engine(database_url, poolclass=pool.NullPool)
+    engine = create_engine(normalise_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()

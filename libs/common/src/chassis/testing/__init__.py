@@ -12,7 +12,7 @@ metrics, captured logs, and (via the pytest plugin) a real PostgreSQL.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +22,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
-from structlog.testing import capture_logs
+from structlog import testing as structlog_testing
 
 from chassis.config import Settings, load_settings
+from chassis.logging import add_trace_ids
 from chassis.service import Service
 
 SettingsT = TypeVar("SettingsT", bound=Settings)
@@ -93,6 +94,13 @@ class MetricsSnapshot:
 
     def label_values(self, name: str, label: str) -> set[str]:
         return {labels[label] for n, labels, _ in self.samples if n == name and label in labels}
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every structlog event of the block, as dicts, with ``trace_id``/``span_id`` inside spans."""
+    with structlog_testing.capture_logs(processors=[add_trace_ids]) as events:
+        yield events
 
 
 @contextmanager
