@@ -53,6 +53,7 @@ class Broker:
         self._rooms: dict[str, set[Follower]] = defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._count = 0
+        self._closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -65,6 +66,9 @@ class Broker:
         if self._count >= self.max_followers:
             raise TooManyFollowers
         follower = Follower(room, asyncio.Queue(maxsize=self.buffer))
+        if self._closed:  # shutting down: the stream ends at once, the client reconnects elsewhere
+            follower.queue.put_nowait(CLOSED)
+            return follower
         self._rooms[room].add(follower)
         self._count += 1
         return follower
@@ -85,6 +89,7 @@ class Broker:
 
     def close(self) -> None:
         """Ends every stream (thread-safe): shutdown must not wait for followers to leave."""
+        self._closed = True
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._close_all)
 

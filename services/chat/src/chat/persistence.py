@@ -67,7 +67,13 @@ def now() -> datetime:
 
 
 def fetch_room(session: Session, *, name: str) -> dict[str, Any] | None:
-    row = session.execute(select(rooms).where(rooms.c.name == name)).mappings().first()
+    last = (
+        select(func.max(messages.c.created_at))
+        .where(messages.c.room == rooms.c.name)
+        .scalar_subquery()
+        .label("last_message_at")
+    )
+    row = session.execute(select(rooms, last).where(rooms.c.name == name)).mappings().first()
     return dict(row) if row else None
 
 

@@ -1,0 +1,408 @@
+"""Fixtures of the chat suite.
+
+fake_books, module_fake_books
+                  a real HTTP server standing in for books: GET /books/{id} answers 200
+                  {"title": ...} for KNOWN_BOOKS, 404 otherwise; it counts the requests and can
+                  be taken away (close) and brought back (restart) on the same port
+closed_port       a local port nobody listens on (books unreachable)
+database_url      a migrated SQLite database in tmp_path (new_database(folder) for wider scopes)
+count_rows        rows of a chat table, read directly from database_url
+make_client       make_client(books_url, **environ): a fresh in-process chat and its test client
+client            make_client(fake_books.base_url)
+problem           checks a problem+json answer (status, trace id, the field its detail names)
+chat_processes    starts real ``chat serve`` processes on free ports and kills leftovers after
+chat, module_chat one ``chat serve`` on SQLite with books = the fake (per test / per module)
+sse               reads Server-Sent Events from an httpx streaming response
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from sqlalchemy import create_engine, pool, text
+from starlette.testclient import TestClient
+
+from chassis.migrations import upgrade
+from chassis.testing import hermetic_settings, service_client
+from chat.app import create_service
+from chat.settings import SERVICE_DIR, ChatSettings
+
+CHAT = Path(sys.executable).parent / "chat"
+MIGRATIONS = SERVICE_DIR / "migrations"
+PROBLEM_JSON = "application/problem+json"
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# Variables that would make a test depend on the machine it runs on.
+MACHINE_VARIABLES = (
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "DATABASE_URL_FILE",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
+KNOWN_BOOKS = {1: "Dune", 2: "Solaris", 3: "Hyperion", 4: "Foundation", 5: "Neuromancer"}
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Nothing exports spans, the machine's variables do not leak in, and the logging a service
+    configures is undone afterwards."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    for name in MACHINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "chassis"]:
+        root.removeHandler(handler)
+
+
+# -- ports and a fake books ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    return free_port()
+
+
+class FakeBooks:
+    """books' ``GET /books/{id}`` on a real socket; ``requests`` counts the paths asked.
+    ``close()`` takes it away (its port refuses connections), ``restart()`` brings it back."""
+
+    def __init__(self, titles: dict[int, str]) -> None:
+        self.titles = dict(titles)
+        self.requests: Counter[str] = Counter()
+        self._start(port=0)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def lookups(self, book_id: int) -> int:
+        return self.requests[f"/books/{book_id}"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def restart(self) -> None:
+        self._start(self.port)
+
+    def _start(self, port: int) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                fake.requests[self.path] += 1
+                match = re.fullmatch(r"/books/([0-9]+)", self.path)
+                book_id = int(match.group(1)) if match else 0
+                title = fake.titles.get(book_id)
+                if title is None:
+                    status, body = 404, {"title": "Not Found", "status": 404}
+                else:
+                    status, body = 200, {"id": book_id, "title": title}
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("Connection", "close")  # so that close() takes books away
+                self.close_connection = True
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def fake_books() -> Iterator[FakeBooks]:
+    books = FakeBooks(KNOWN_BOOKS)
+    yield books
+    books.close()
+
+
+@pytest.fixture(scope="module")
+def module_fake_books() -> Iterator[FakeBooks]:
+    books = FakeBooks(KNOWN_BOOKS)
+    yield books
+    books.close()
+
+
+# -- chat in process ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; every test gets a copy (migrating costs more)."""
+    path = tmp_path_factory.mktemp("template") / "chat.db"
+    upgrade(MIGRATIONS, f"sqlite:///{path}")
+    return path
+
+
+def migrated_sqlite(template: Path, folder: Path) -> str:
+    path = folder / "chat.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def new_database(migrated_template: Path) -> Callable[[Path], str]:
+    """``new_database(folder)``: the URL of a fresh migrated SQLite database in ``folder``."""
+    return lambda folder: migrated_sqlite(migrated_template, folder)
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[Path], str], tmp_path: Path) -> str:
+    return new_database(tmp_path)
+
+
+@pytest.fixture
+def count_rows(database_url: str) -> Iterator[Callable[[str], int]]:
+    """Rows in a chat table, read directly from the database."""
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+
+    def count(table: str) -> int:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    yield count
+    engine.dispose()
+
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(database_url: str) -> Iterator[MakeClient]:
+    """``make_client(books_url, **environ)``: a fresh in-process chat and its test client."""
+    with ExitStack() as stack:
+
+        def make(books_url: str, **environ: str) -> TestClient:
+            settings = hermetic_settings(
+                ChatSettings,
+                SERVICE_DIR,
+                database_url=database_url,
+                environ={"DEPENDENCIES__BOOKS__BASE_URL": books_url, **environ},
+            )
+            client: TestClient = stack.enter_context(service_client(create_service(settings)))
+            return client
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client: MakeClient, fake_books: FakeBooks) -> TestClient:
+    return make_client(fake_books.base_url)
+
+
+def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 answer with ``status`` and a trace id whose detail names ``field``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert TRACE_ID.fullmatch(body["trace_id"] or ""), body
+    if field is not None:
+        assert re.search(rf"\b{re.escape(field)}\b", body["detail"]), body["detail"]
+    return body
+
+
+@pytest.fixture
+def problem() -> Callable[..., dict[str, Any]]:
+    return assert_problem
+
+
+# -- chat as real processes ---------------------------------------------------------------------
+
+
+@dataclass
+class ChatProcess:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"chat exited early ({self.process.returncode}):\n{self.log()}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"chat did not become ready:\n{self.log()}")
+
+
+@dataclass
+class ChatProcesses:
+    """``start(database_url, books_url, **environ)`` runs ``chat serve`` and waits for it."""
+
+    tmp_path: Path
+    started: list[ChatProcess] = field(default_factory=list)
+
+    def start(
+        self, database_url: str, books_url: str, *, wait: bool = True, **environ: str
+    ) -> ChatProcess:
+        """Starts one; ``wait=False`` returns at once (call ``wait_until_ready`` later)."""
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in MACHINE_VARIABLES},
+            "DATABASE_URL": database_url,
+            "DEPENDENCIES__BOOKS__BASE_URL": books_url,
+            "OTEL_TRACES_EXPORTER": "none",
+            "SHUTDOWN__DRAIN_SECONDS": "0",
+            "SHUTDOWN__GRACE_SECONDS": "5",
+            **environ,
+        }
+        log_path = self.tmp_path / f"chat-{len(self.started) + 1}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [CHAT, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        chat = ChatProcess(f"http://127.0.0.1:{port}", process, log_path)
+        self.started.append(chat)
+        if wait:
+            chat.wait_until_ready()
+        return chat
+
+    def stop_all(self) -> None:
+        for chat in self.started:
+            if chat.process.poll() is None:
+                chat.process.kill()
+            chat.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def chat_process_pool() -> type[ChatProcesses]:
+    """``chat_process_pool(folder)`` for fixtures wider than a test; call ``stop_all()``."""
+    return ChatProcesses
+
+
+@pytest.fixture
+def chat_processes(tmp_path: Path) -> Iterator[ChatProcesses]:
+    processes = ChatProcesses(tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def chat(chat_processes: ChatProcesses, database_url: str, fake_books: FakeBooks) -> ChatProcess:
+    """One ``chat serve`` on SQLite, books = fake_books."""
+    return chat_processes.start(database_url, fake_books.base_url)
+
+
+@pytest.fixture(scope="module")
+def module_chat(
+    tmp_path_factory: pytest.TempPathFactory,
+    new_database: Callable[[Path], str],
+    module_fake_books: FakeBooks,
+) -> Iterator[ChatProcess]:
+    """One ``chat serve`` shared by a module's tests (each test uses rooms of its own)."""
+    folder = tmp_path_factory.mktemp("chat")
+    processes = ChatProcesses(folder)
+    try:
+        yield processes.start(new_database(folder), module_fake_books.base_url)
+    finally:
+        processes.stop_all()
+
+
+# -- Server-Sent Events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    event: str
+    id: str | None
+    data: str
+    comments: tuple[str, ...]
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class EventReader:
+    """Parses an ``text/event-stream`` body line by line (sync)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.iter_lines()
+
+    def next(self) -> Event:
+        """The next block of the stream, comment-only blocks included."""
+        fields: dict[str, list[str]] = {}
+        comments: list[str] = []
+        for line in self.lines:
+            if line == "":
+                if fields or comments:
+                    return _event(fields, comments)
+                continue
+            if line.startswith(":"):
+                comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            fields.setdefault(name, []).append(value.removeprefix(" "))
+        raise AssertionError("the event stream ended")
+
+    def next_message(self) -> Event:
+        while True:
+            event = self.next()
+            if event.event == "message":
+                return event
+
+
+def _event(fields: dict[str, list[str]], comments: list[str]) -> Event:
+    ids = fields.get("id")
+    return Event(
+        event=fields.get("event", ["message" if "data" in fields else ""])[-1],
+        id=ids[-1] if ids else None,
+        data="\n".join(fields.get("data", [])),
+        comments=tuple(comments),
+    )
+
+
+@pytest.fixture
+def sse() -> type[EventReader]:
+    return EventReader
