@@ -17,7 +17,6 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
-from chassis import migrations
 from chassis.config import ConfigError, Settings
 from chassis.db import Database
 from chassis.logging import configure_logging, get_logger
@@ -64,6 +63,8 @@ class ServiceCli(Generic[SettingsT]):
         return parser
 
     def _migrate(self, settings: SettingsT, arguments: argparse.Namespace) -> int:
+        from chassis import migrations  # alembic only loads for this command: faster serve
+
         url = settings.database.url.get_secret_value()
         if arguments.downgrade:
             migrations.downgrade(self.migrations, url, arguments.revision)

@@ -93,6 +93,16 @@ def test_a_connexion_validation_problem_is_a_400() -> None:
     assert response.json()["title"] == "Bad Request"
 
 
+def test_a_long_validation_detail_keeps_its_start_and_the_field_name() -> None:
+    long_value = "x" * 5000
+    response = answer(BadRequestProblem(detail=f"'{long_value}' is too long - 'text'"))
+
+    detail = response.json()["detail"]
+    assert len(detail) <= 300
+    assert detail.startswith("'xxx")
+    assert detail.endswith("is too long - 'text'")
+
+
 def test_a_starlette_http_exception_keeps_its_status_and_headers() -> None:
     response = answer(HTTPException(405, headers={"Allow": "GET"}))
 

@@ -19,6 +19,7 @@ from chassis.errors import ProblemError, problem_response, render_problem
 from chassis.logging import get_logger
 
 log = get_logger("chassis.errors")
+MAX_DETAIL = 300
 INTERNAL_ERROR_DETAIL = "The server failed to handle this request; the trace id identifies it."
 
 
@@ -52,7 +53,7 @@ def to_response(exc: Exception) -> Response:
     if isinstance(exc, ProblemException):
         return problem_response(
             exc.status,
-            str(exc.detail),
+            shorten(str(exc.detail)),
             title=exc.title,
             type=exc.type or "about:blank",
             headers=dict(exc.headers or {}),
@@ -63,6 +64,15 @@ def to_response(exc: Exception) -> Response:
     trace.get_current_span().record_exception(exc)
     log.error("unhandled error", exc_info=exc)
     return problem_response(500, INTERNAL_ERROR_DETAIL)
+
+
+def shorten(detail: str, limit: int = MAX_DETAIL) -> str:
+    """connexion quotes the whole offending value (up to the body limit) and names the field at
+    the end: keep both ends, drop the middle."""
+    if len(detail) <= limit:
+        return detail
+    tail = limit // 3
+    return f"{detail[: limit - tail - 1]}…{detail[-tail:]}"
 
 
 def _extensions(exc: ProblemException) -> dict[str, Any]:
