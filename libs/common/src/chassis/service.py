@@ -5,7 +5,7 @@ Layers, outermost first (each a small ASGI middleware):
     TelemetryMiddleware   span, RED metrics, access log for every request
     BodyLimitMiddleware   413 before anything parses an oversized body
     ChassisEndpoints      /health/live, /health/ready, /healthcheck, /metrics, /info
-    connexion AsyncApp    Swagger UI, routing, validation -> ProblemMiddleware -> handlers
+    connexion middleware  Swagger UI, routing, validation -> ProblemMiddleware -> HandlerApp
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from chassis import endpoints
 from chassis.client import ServiceClient
 from chassis.config import Settings
 from chassis.db import Database
-from chassis.handlers import HandlerResolver
+from chassis.handlers import HandlerApp, HandlerResolver
 from chassis.health import HealthCheck, HealthRegistry, ShutdownState
 from chassis.info import collect_info
 from chassis.logging import configure_logging, get_logger
@@ -165,7 +165,7 @@ class Service:
         finally:
             _current_service.reset(token)
 
-    def _build_api(self, spec: Path, handlers: ModuleType) -> connexion.AsyncApp:
+    def _build_api(self, spec: Path, handlers: ModuleType) -> connexion.ConnexionMiddleware:
         document = yaml.safe_load(spec.read_text(encoding="utf-8"))
         validate_responses = self.settings.http.validate_responses
         middlewares: list[Any] = [ProblemMiddleware, SwaggerUIMiddleware, RoutingMiddleware]
@@ -175,8 +175,11 @@ class Service:
         if validate_responses:
             middlewares.append(ResponseValidationMiddleware)
         middlewares += [LifespanMiddleware, ContextMiddleware]
-        app = connexion.AsyncApp(
-            self.name,
+        # connexion's middlewares around the chassis' HandlerApp rather than connexion.AsyncApp,
+        # whose own application re-decorates the handler on every request (handlers.py).
+        app = connexion.ConnexionMiddleware(
+            HandlerApp(),
+            import_name=self.name,
             specification_dir=spec.parent,
             middlewares=middlewares,
             lifespan=self._lifespan,
