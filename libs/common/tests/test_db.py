@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from chassis import DOWN, UP, CheckResult, current_session
 from chassis.config import DatabaseSection
@@ -163,10 +163,29 @@ def test_sql_statements_produce_client_spans_inside_the_request_span(tmp_path: P
     assert sql.name.startswith("SELECT")
     assert sql.kind == SpanKind.CLIENT
     assert sql.attributes is not None
-    assert sql.attributes["db.statement"] == "SELECT 42"
-    assert sql.attributes["db.system"] == "sqlite"
+    assert sql.attributes["db.query.text"] == "SELECT 42"
+    assert sql.attributes["db.system.name"] == "sqlite"
     assert sql.parent is not None
     assert sql.parent.span_id == parent.get_span_context().span_id
+
+
+def test_a_failing_statement_ends_its_span_with_the_error(tmp_path: Path) -> None:
+    recorder = SpanRecorder()
+    provider = TracerProvider()
+    provider.add_span_processor(recorder.processor)
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"), provider)
+    try:
+        with pytest.raises(sa.exc.OperationalError), database.session_scope() as session:
+            session.execute(sa.text("SELECT * FROM missing_table"))
+    finally:
+        database.dispose()
+
+    (sql,) = recorder.spans()
+    assert sql.name == "SELECT db.sqlite"
+    assert sql.status.status_code is StatusCode.ERROR
+    assert sql.attributes is not None
+    assert sql.attributes["error.type"] == "OperationalError"
+    assert sql.events[0].name == "exception"
 
 
 def test_without_a_tracer_provider_no_spans_are_made(tmp_path: Path) -> None:

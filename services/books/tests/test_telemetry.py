@@ -40,11 +40,11 @@ def test_a_traceparent_continues_into_the_server_span_sql_spans_and_access_log(
     assert format(server.parent.span_id, "016x") == PARENT_SPAN_ID
     assert server.attributes["http.route"] == "/books/{book_id}"
     assert server.attributes["http.response.status_code"] == 200
-    sql = [span for span in recorder.spans() if "db.statement" in span.attributes]
+    sql = [span for span in recorder.spans() if "db.query.text" in span.attributes]
     assert sql, recorder.names()
     assert all(hex_trace_id(span) == TRACE_ID for span in sql)
     assert all(span.parent.span_id == server.context.span_id for span in sql)
-    assert any("FROM books" in span.attributes["db.statement"] for span in sql)
+    assert any("FROM books" in span.attributes["db.query.text"] for span in sql)
     [line] = access_lines(events)
     assert line["event"] == "request"
     assert line["trace_id"] == TRACE_ID
