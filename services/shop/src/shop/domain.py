@@ -13,10 +13,12 @@ books call is idempotent per order id, so settling twice does no harm.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -75,10 +77,13 @@ def place_order(
     crash_after_reserving: bool = False,
 ) -> Placed:
     _refuse_duplicate_books(request)
+    saga = functools.partial(
+        _run_saga, session, books, budget=saga_budget_seconds, crash=crash_after_reserving
+    )
     if request.idempotency_key:
         earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
         if earlier is not None:
-            return _replay(session, earlier, request, replay_wait_seconds)
+            return _replay(session, earlier, request, replay_wait_seconds, saga)
     items = [
         {"book_id": book_id, "quantity": quantity, "unit_price": price}
         for position, (book_id, quantity) in enumerate(request.items)
@@ -100,14 +105,26 @@ def place_order(
         assert request.idempotency_key is not None
         earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
         assert earlier is not None
-        return _replay(session, earlier, request, replay_wait_seconds)
+        return _replay(session, earlier, request, replay_wait_seconds, saga)
+    return saga(order_id, items)
+
+
+def _run_saga(
+    session: Session,
+    books: ServiceClient,
+    order_id: str,
+    items: list[dict[str, Any]],
+    *,
+    budget: float,
+    crash: bool,
+) -> Placed:
     outcome = settle(
         session,
         books,
         order_id=order_id,
         items=items,
-        budget_seconds=saga_budget_seconds,
-        crash_after_reserving=crash_after_reserving,
+        budget_seconds=budget,
+        crash_after_reserving=crash,
     )
     if outcome.status == "confirmed":
         return Placed(_fetch(session, order_id), replayed=False)
@@ -204,21 +221,43 @@ def _compensate(books: ServiceClient, *, order_id: str, book_ids: list[int]) -> 
 
 
 def _replay(
-    session: Session, earlier: dict[str, Any], request: OrderRequest, wait_seconds: float
+    session: Session,
+    earlier: dict[str, Any],
+    request: OrderRequest,
+    wait_seconds: float,
+    saga: Callable[[str, list[dict[str, Any]]], Placed],
 ) -> Placed:
+    """The same key gives the same order. A retry after books was unavailable runs that same
+    order's saga again (nothing of it is reserved: it was compensated); an out-of-stock
+    rejection is answered again as the 409 it was."""
     if earlier["fingerprint"] != request.fingerprint:
         raise UnprocessableError(
             "Idempotency-Key: this key was already used for a different order",
             field="Idempotency-Key",
             order_id=earlier["id"],
         )
-    order = earlier
+    order = _settled(session, earlier, wait_seconds)
+    reason = order["reason"] or ""
+    if order["status"] == "rejected" and reason.startswith("books_unavailable"):
+        if persistence.set_status(
+            session, order_id=order["id"], status="pending", expected="rejected"
+        ):
+            session.commit()
+            return saga(order["id"], order["items"])
+        order = _settled(session, _fetch(session, order["id"]), wait_seconds)
+    if order["status"] == "rejected":
+        raise _rejection(order["id"], Settlement("rejected", reason))
+    return Placed(order, replayed=True)
+
+
+def _settled(session: Session, order: dict[str, Any], wait_seconds: float) -> dict[str, Any]:
+    """The order once no other request is settling it (or as it is when the wait ends)."""
     deadline = time.monotonic() + wait_seconds
     while order["status"] == "pending" and time.monotonic() < deadline:
         session.rollback()  # end the snapshot so the other request's commit becomes visible
         time.sleep(0.05)
-        order = _fetch(session, earlier["id"])
-    return Placed(order, replayed=True)
+        order = _fetch(session, order["id"])
+    return order
 
 
 def _refuse_duplicate_books(request: OrderRequest) -> None:
@@ -239,7 +278,7 @@ def _rejection(order_id: str, outcome: Settlement) -> ProblemError:
         return ConflictError(reason, title="Order rejected", order_id=order_id)
     return ServiceUnavailable(
         reason,
-        title="Order rejected",
+        title="Order rejected" if outcome.status == "rejected" else "Order not settled yet",
         retry_after_seconds=outcome.retry_after_seconds,
         order_id=order_id,
         order_status=outcome.status,
