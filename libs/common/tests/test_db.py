@@ -210,3 +210,40 @@ def test_the_check_runs_in_the_health_registry(database: Database) -> None:
 
     assert readiness.status == UP
     assert readiness.checks["database"]["dialect"] == "sqlite"
+
+
+def test_sqlite_read_then_write_after_another_commit_does_not_fail(tmp_path: Path) -> None:
+    """A request that reads, then writes after another request committed, must wait for the
+    lock, not fail at once on a stale snapshot ("database is locked")."""
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    try:
+        with database.session_scope() as session:
+            session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)"))
+            session.execute(sa.text("INSERT INTO t VALUES (1, 0)"))
+        first, second = database.sessions(), database.sessions()
+        first.execute(sa.text("SELECT v FROM t WHERE id = 1")).all()
+        second.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))
+        second.commit()
+        first.execute(sa.text("UPDATE t SET v = v + 1 WHERE id = 1"))
+        first.commit()
+        with database.session_scope() as session:
+            assert session.execute(sa.text("SELECT v FROM t")).scalar_one() == 2
+        first.close()
+        second.close()
+    finally:
+        database.dispose()
+
+
+def test_sqlite_savepoints_roll_back_with_their_transaction(tmp_path: Path) -> None:
+    database = Database(DatabaseSection(url=f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    try:
+        with database.session_scope() as session:
+            session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(RuntimeError), database.session_scope() as session:
+            with session.begin_nested():
+                session.execute(sa.text("INSERT INTO t VALUES (1)"))
+            raise RuntimeError("the request failed after its savepoint was released")
+        with database.session_scope() as session:
+            assert session.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 0
+    finally:
+        database.dispose()

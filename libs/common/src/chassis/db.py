@@ -6,6 +6,7 @@ that it behaves like a real database under a threaded server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -104,7 +105,7 @@ def _create_engine(url: str, section: DatabaseSection) -> Engine:
     engine = create_engine(url, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "before_cursor_execute", _sqlite_begin_before_writing)
     return engine
 
 
@@ -117,14 +118,27 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlite_begin(connection: Any) -> None:
-    # With the driver's own transaction handling off (below), SQLAlchemy starts every
-    # transaction itself, so SAVEPOINTs nest inside it instead of committing on RELEASE.
-    connection.connection.driver_connection.execute("BEGIN")  # below tracing: no span
+_SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|CREATE|DROP|ALTER)\b", re.I)
+
+
+def _sqlite_begin_before_writing(
+    connection: Any, _: Any, statement: str, __: Any, ___: Any, ____: bool
+) -> None:
+    """SQLite transactions start at the first write, with the write lock taken at once.
+
+    Reads before it see the latest data (as pysqlite does on its own), so a read-then-write
+    request never fails on a snapshot another writer made stale ("database is locked" at once,
+    without waiting), and BEGIN IMMEDIATE waits for the lock under busy_timeout. Unlike
+    pysqlite's own handling, a SAVEPOINT also begins the transaction, so releasing one no
+    longer commits: nested transactions roll back with their request.
+    """
+    driver = connection.connection.driver_connection
+    if not driver.in_transaction and _SQLITE_WRITE.match(statement):
+        driver.execute("BEGIN IMMEDIATE")  # on the driver: no SQL span for it
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    dbapi_connection.isolation_level = None  # pysqlite would not BEGIN before a SAVEPOINT
+    dbapi_connection.isolation_level = None  # transactions begin in the hook above
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
