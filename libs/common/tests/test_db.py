@@ -239,10 +239,15 @@ def test_sqlite_savepoints_roll_back_with_their_transaction(tmp_path: Path) -> N
     try:
         with database.session_scope() as session:
             session.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
-        with pytest.raises(RuntimeError), database.session_scope() as session:
-            with session.begin_nested():
-                session.execute(sa.text("INSERT INTO t VALUES (1)"))
-            raise RuntimeError("the request failed after its savepoint was released")
+
+        def failing_request() -> None:
+            with database.session_scope() as session:
+                with session.begin_nested():
+                    session.execute(sa.text("INSERT INTO t VALUES (1)"))
+                raise RuntimeError("the request failed after its savepoint was released")
+
+        with pytest.raises(RuntimeError):
+            failing_request()
         with database.session_scope() as session:
             assert session.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 0
     finally:
