@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 if TYPE_CHECKING:
-    from conftest import Catalog
+    from conftest import BooksProcess, Catalog, MakeShop
 
 pytestmark = pytest.mark.postgres
 
@@ -141,3 +142,27 @@ def test_bad_orders_are_refused_naming_the_field(
 
     assert shop.get("/orders").json()["total"] == 0
     assert catalog.stock(1) == stock
+
+
+def test_a_cancel_books_interrupts_stops_claiming_stock_and_is_finished_later(
+    make_shop: MakeShop, catalog: Catalog, books: BooksProcess
+) -> None:
+    shop = make_shop(ORDERS__PENDING_GRACE_SECONDS="0.5", ORDERS__RECOVERY_INTERVAL_SECONDS="0.3")
+    first, second = catalog.add_book(stock=5), catalog.add_book(stock=5)
+    placed = shop.post("/orders", json=order((first, 1), (second, 2))).json()
+    books.inject(error_rate=1.0, status=503, routes=["/books/{book_id}/reservations/{order_id}"])
+    try:
+        interrupted = shop.post(f"/orders/{placed['id']}/cancel")
+        assert interrupted.status_code == 503, interrupted.text
+        # No longer confirmed: the order stops claiming copies books may put back on sale.
+        assert shop.get(f"/orders/{placed['id']}").json()["status"] == "cancelling"
+    finally:
+        books.heal()
+    deadline = time.monotonic() + 15
+    while shop.get(f"/orders/{placed['id']}").json()["status"] != "cancelled":
+        assert time.monotonic() < deadline, "recovery did not finish the cancellation"
+        time.sleep(0.2)
+    assert (catalog.stock(first), catalog.stock(second)) == (5, 5)
+    again = shop.post(f"/orders/{placed['id']}/cancel")
+    assert again.status_code == 200
+    assert again.json()["status"] == "cancelled"

@@ -186,18 +186,36 @@ def settle(
 
 
 def cancel_order(session: Session, books: ServiceClient, *, order_id: str) -> dict[str, Any]:
+    """CONFIRMED -> CANCELLING (committed) -> release every item -> CANCELLED.
+
+    The order stops claiming its stock before the first release, so a cancel that books
+    interrupts never leaves a "confirmed" order whose copies are back on sale; repeating the
+    cancel, or recovery, finishes the releases (they are idempotent).
+    """
     order = _fetch(session, order_id)
     if order["status"] == "cancelled":
         return order
-    if order["status"] != "confirmed":
+    if order["status"] == "confirmed":
+        persistence.set_status(
+            session, order_id=order_id, status="cancelling", expected="confirmed"
+        )
+        session.commit()
+        order = _fetch(session, order_id)
+    if order["status"] not in ("cancelling", "cancelled"):
         raise ConflictError(
             f"status: order {order_id} is {order['status']}; only confirmed ones can be cancelled",
             field="status",
         )
-    for item in order["items"]:
-        books_api.release(books, order_id=order_id, book_id=item["book_id"])
-    persistence.set_status(session, order_id=order_id, status="cancelled", expected="confirmed")
+    finish_cancelling(session, books, order)
     return _fetch(session, order_id)
+
+
+def finish_cancelling(session: Session, books: ServiceClient, order: dict[str, Any]) -> None:
+    """Releases every item of a CANCELLING order, then records it CANCELLED."""
+    for item in order["items"]:
+        books_api.release(books, order_id=order["id"], book_id=item["book_id"])
+    persistence.set_status(session, order_id=order["id"], status="cancelled", expected="cancelling")
+    session.commit()
 
 
 def get_order(session: Session, *, order_id: str) -> dict[str, Any]:

@@ -46,7 +46,8 @@ orders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint(
-        "status IN ('pending', 'confirmed', 'rejected', 'cancelled')", name="status_known"
+        "status IN ('pending', 'confirmed', 'rejected', 'cancelling', 'cancelled')",
+        name="status_known",
     ),
 )
 
@@ -152,12 +153,12 @@ def set_status(
     return bool(changed)
 
 
-def claim_stale_pending(session: Session, *, older_than: timedelta) -> list[str]:
-    """Pending orders nobody touched for ``older_than``; claiming one refreshes its stamp so
-    that two recovering processes never settle the same order at once."""
+def claim_stale(session: Session, *, status: str, older_than: timedelta) -> list[str]:
+    """Orders in ``status`` nobody touched for ``older_than`` (a crashed or failed saga);
+    claiming one refreshes its stamp so that two recovering processes never take the same."""
     cutoff = now() - older_than
     candidates = session.execute(
-        select(orders.c.id).where(orders.c.status == "pending", orders.c.updated_at < cutoff)
+        select(orders.c.id).where(orders.c.status == status, orders.c.updated_at < cutoff)
     ).scalars()
     claimed = []
     for order_id in list(candidates):
@@ -165,7 +166,7 @@ def claim_stale_pending(session: Session, *, older_than: timedelta) -> list[str]
             update(orders)
             .where(
                 orders.c.id == order_id,
-                orders.c.status == "pending",
+                orders.c.status == status,
                 orders.c.updated_at < cutoff,
             )
             .values(updated_at=now())

@@ -1,4 +1,5 @@
-"""Settles orders a crashed process left PENDING: on start-up, then every interval.
+"""Settles orders a crashed process left PENDING, and finishes cancellations books
+interrupted (CANCELLING): on start-up, then every interval.
 
 Settling re-runs the saga: books' reservations are idempotent per order id, so an order whose
 stock was already reserved is completed, and one that cannot be completed is compensated.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from chassis import ServiceClient, get_logger
+from chassis import CircuitOpenError, DependencyError, ServiceClient, get_logger
 from chassis.db import Database
 from shop import domain, persistence
 
@@ -17,11 +18,14 @@ log = get_logger("shop.recovery")
 
 
 def recover_pending(database: Database, books: ServiceClient, *, older_than: float) -> int:
-    """Settles every stale pending order; returns how many it settled."""
+    """Settles every stale pending order and finishes every stale cancellation; returns how
+    many orders it settled."""
+    stale = timedelta(seconds=older_than)
     with database.session_scope() as session:
-        claimed = persistence.claim_stale_pending(session, older_than=timedelta(seconds=older_than))
+        pending = persistence.claim_stale(session, status="pending", older_than=stale)
+        cancelling = persistence.claim_stale(session, status="cancelling", older_than=stale)
     settled = 0
-    for order_id in claimed:
+    for order_id in pending:
         with database.session_scope() as session:
             order = persistence.fetch_order(session, order_id=order_id)
             if order is None or order["status"] != "pending":
@@ -35,6 +39,18 @@ def recover_pending(database: Database, books: ServiceClient, *, older_than: flo
             )
             log.info("pending order settled", order_id=order_id, status=outcome.status)
             settled += outcome.status != "pending"
+    for order_id in cancelling:
+        try:
+            with database.session_scope() as session:
+                order = persistence.fetch_order(session, order_id=order_id)
+                if order is None or order["status"] != "cancelling":
+                    continue
+                domain.finish_cancelling(session, books, order)
+        except (DependencyError, CircuitOpenError) as exc:
+            log.info("cancellation still unfinished", order_id=order_id, reason=exc.detail)
+            continue
+        log.info("cancellation finished", order_id=order_id)
+        settled += 1
     return settled
 
 
