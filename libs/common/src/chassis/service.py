@@ -102,7 +102,11 @@ class Service:
             self.name, settings.service.version, settings.environment, spec.parent
         )
         self.metrics.service_info.labels(self.name, self.info.version, self.info.commit).set(1)
-        threads = handler_threads or settings.database.pool_size + settings.database.max_overflow
+        threads = (
+            handler_threads
+            or settings.http.handler_threads
+            or settings.database.pool_size + settings.database.max_overflow
+        )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
         self.state: dict[str, Any] = {}
         self.faults: faults_middleware.FaultInjectionMiddleware | None = None
