@@ -1,15 +1,25 @@
 # Developer and CI entry points. `make` lists the targets.
 
 PYTEST_ARGS ?=
-TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests
+TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests tests/e2e tests/deploy
 BOOKS_PORT ?= 8001
 DATABASE_URL ?= sqlite:///$(CURDIR)/.dev/books.db
+SERVICE ?= books
+FAULT ?=
+LOAD_USERS ?= 20
+LOAD_SECONDS ?= 60
+COMPOSE := docker compose -f deploy/compose/compose.yaml
+GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# Recipe line of the compose targets: a clear message instead of Docker's when Compose is absent.
+REQUIRE_COMPOSE = @docker compose version >/dev/null 2>&1 || { echo "make $@ needs Docker \
+Engine with Compose v2 ('docker compose version' failed here); without Docker: make dev" >&2; \
+exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt test bench books
+.PHONY: help install lint fmt test bench books dev break heal e2e load up down logs ps
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install every workspace package and the dev tools from uv.lock into .venv
 	uv sync --locked --all-packages
@@ -34,3 +44,43 @@ books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_
 	mkdir -p .dev
 	export DATABASE_URL='$(DATABASE_URL)' && uv run books migrate && uv run books seed \
 		&& uv run books serve --port $(BOOKS_PORT)
+
+dev: ## Run books, shop, chat (+ Prometheus) locally on :8001-8003; DATABASE_URL=postgresql://... optional
+	uv run python deploy/dev/run.py start
+
+break: ## Inject a fault into a running stack: SERVICE=books, FAULT='{"error_rate":0.5}' (default outage)
+	uv run python deploy/dev/run.py break $(SERVICE) $(if $(FAULT),--fault '$(FAULT)')
+
+heal: ## Remove the faults of SERVICE=books in a running stack
+	uv run python deploy/dev/run.py heal $(SERVICE)
+
+e2e: ## End-to-end tests: own stack on free ports, or a running one via E2E_*_URL (PYTEST_ARGS=...)
+	uv run pytest $(PYTEST_ARGS) tests/e2e
+
+load: ## Headless locust run (LOAD_USERS=20, LOAD_SECONDS=60) against the stack on :8001-8003
+	LOAD_USERS=$(LOAD_USERS) LOAD_SECONDS=$(LOAD_SECONDS) uv run python tests/load/run.py
+
+up: ## Build the images and start the compose stack (Docker Compose v2), then print its URLs
+	$(REQUIRE_COMPOSE)
+	GIT_COMMIT=$(GIT_COMMIT) $(COMPOSE) build
+	$(COMPOSE) up -d --wait
+	@echo "bookshop is up (make logs, make ps, make down):"
+	@echo "  books       http://localhost:8001/books   API docs http://localhost:8001/ui/"
+	@echo "  shop        http://localhost:8002/orders  API docs http://localhost:8002/ui/"
+	@echo "  chat        http://localhost:8003/        API docs http://localhost:8003/ui/"
+	@echo "  Jaeger      http://localhost:16686"
+	@echo "  Prometheus  http://localhost:9090         alerts http://localhost:9090/alerts"
+	@echo "  Grafana     http://localhost:3000         (anonymous viewer; admin/admin to edit)"
+	@echo "  locust      http://localhost:8089         after: $(COMPOSE) --profile load up -d locust"
+
+down: ## Stop the compose stack and remove its containers (VOLUMES=1 deletes its data too)
+	$(REQUIRE_COMPOSE)
+	$(COMPOSE) --profile load down $(if $(VOLUMES),--volumes)
+
+logs: ## Follow the logs of the compose stack
+	$(REQUIRE_COMPOSE)
+	$(COMPOSE) logs --follow --tail=100
+
+ps: ## List the containers of the compose stack and their health
+	$(REQUIRE_COMPOSE)
+	$(COMPOSE) --profile load ps --all

@@ -1,0 +1,46 @@
+"""Fixtures of the deployment tests (helpers: deploy_support.py)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from deploy_support import (
+    PrometheusServer,
+    interpolate,
+    load_compose,
+    require,
+)
+
+
+@pytest.fixture(scope="session")
+def compose_raw() -> dict[str, Any]:
+    """compose.yaml as written (YAML anchors and merge keys resolved, variables not)."""
+    return load_compose()
+
+
+@pytest.fixture(scope="session")
+def compose(compose_raw: dict[str, Any]) -> dict[str, Any]:
+    """compose.yaml as Compose sees it with no variable set: every default applied."""
+    resolved: dict[str, Any] = interpolate(compose_raw, {})
+    return resolved
+
+
+@pytest.fixture(scope="session")
+def empty_prometheus() -> Iterator[PrometheusServer]:
+    """A real Prometheus with an empty TSDB, to parse and evaluate PromQL."""
+    binary = require("prometheus")
+    with tempfile.TemporaryDirectory(prefix="deploy-prometheus-") as directory:
+        server = PrometheusServer(binary, Path(directory))
+        try:
+            server.wait_ready()
+            yield server
+        finally:
+            server.stop()

@@ -1,0 +1,136 @@
+"""Helpers of the deployment tests: what `make up` would run, checked without a Docker engine.
+
+The compose file, the Dockerfile, the Prometheus config and rules and the Grafana dashboards are
+read from the repository; Prometheus' own tools (the Debian ``prometheus`` package: promtool and
+the server) check what only they can. Under CI a missing tool fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from chassis.testing.plugin import running_in_ci
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+OBSERVABILITY = ROOT / "observability"
+PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
+GRAFANA_DIR = OBSERVABILITY / "grafana"
+SERVICES = ("books", "shop", "chat")
+CONTAINER_PORT = 8000
+# DESIGN §8: the host port of each service (compose) and its local port (make dev).
+HOST_PORTS = {"books": 8001, "shop": 8002, "chat": 8003}
+READY_TIMEOUT = 30.0
+
+_VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def require(tool: str) -> str:
+    """The path of ``tool``; skips without it, fails under CI."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"`{tool}` is not on PATH (Debian: apt-get install prometheus)"
+        if running_in_ci():
+            pytest.fail(f"CI requires it: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
+    """Compose variable interpolation (``$VAR``, ``${VAR}``, ``${VAR:-default}``,
+    ``${VAR-default}``, ``$$``) of every string in ``value``."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, environ) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        expression = match.group("braced") or match.group("plain")
+        for separator in (":-", "-", ":?", "?"):
+            name, found, default = expression.partition(separator)
+            if found:
+                current = environ.get(name)
+                if separator.startswith(":") and not current:
+                    current = None
+                if current is None and "?" in separator:
+                    raise ValueError(f"{name} is required: {default}")
+                return default if current is None else current
+        return environ.get(expression, "")
+
+    return _VARIABLE.sub(replace, value)
+
+
+def load_compose() -> dict[str, Any]:
+    """compose.yaml as written (YAML anchors and merge keys resolved, variables not)."""
+    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrometheusServer:
+    """The Debian ``prometheus`` on a free port with an empty TSDB and nothing to scrape."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        config = directory / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1m\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = directory / "prometheus.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={directory / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--enable-feature=exemplar-storage",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"prometheus not ready:\n{self.log.read_text()[-3000:]}")
+
+    def query(self, expression: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/api/v1/query", data={"query": expression}, timeout=10)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

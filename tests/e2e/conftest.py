@@ -1,0 +1,105 @@
+"""End-to-end scenarios against a whole stack (see e2e_stack.py).
+
+By default the session starts its own stack on free ports (never 8001-8003, so `make dev` may
+run alongside) with a throwaway PostgreSQL and a real Prometheus. With E2E_BOOKS_URL,
+E2E_SHOP_URL and E2E_CHAT_URL set (plus E2E_PROMETHEUS_URL, E2E_JAEGER_URL, E2E_FAULTS_TOKEN)
+the same scenarios run against that stack, e.g. compose; those that kill processes or stop the
+database skip there.
+
+Scenarios share the session's stack, so they run in a fixed order (ORDER below; other files
+just before the last): the graceful shutdown scenario stops processes and runs last. Before
+each scenario the stack is brought back to healthy: no faults, every process and the database
+up, breakers closed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from e2e_stack import (
+    LocalStack,
+    Stack,
+    remote_stack_from_environment,
+    start_local_stack,
+)
+
+from chassis.testing.plugin import running_in_ci
+from chassis.testing.postgres import PostgresUnavailable, start_postgres
+
+HERE = Path(__file__).parent
+ORDER = [
+    "test_trace.py",
+    "test_breaker.py",
+    "test_metrics.py",
+    "test_outage.py",
+    "test_no_lost_data.py",
+    "test_health.py",
+    "test_shutdown.py",
+]
+LAST = "test_shutdown.py"
+SCENARIO_TIMEOUT = 300  # the first scenario also starts the stack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Runs the scenarios in ORDER, leaving every other test where it was."""
+    slots = [index for index, item in enumerate(items) if HERE in item.path.parents]
+    ours = sorted((items[index] for index in slots), key=_position)
+    for index, item in zip(slots, ours, strict=True):
+        item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT))
+        items[index] = item
+
+
+def _position(item: pytest.Item) -> float:
+    """A scenario file not in ORDER runs just before the shutdown scenario (which stops
+    processes), so that it finds the stack running without a restart."""
+    name = item.path.name
+    return ORDER.index(name) if name in ORDER else ORDER.index(LAST) - 0.5
+
+
+def _unavailable(reason: str) -> None:
+    if running_in_ci():
+        pytest.fail(f"CI requires it: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    remote = remote_stack_from_environment()
+    if remote is not None:
+        remote.canary_book = remote.create_book(stock=900_000, title="e2e canary")
+        yield remote
+        remote.close()
+        return
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        _unavailable("no `prometheus` binary on PATH (Debian: apt-get install prometheus)")
+    try:
+        postgres = start_postgres()
+    except PostgresUnavailable as exc:
+        _unavailable(f"PostgreSQL unavailable: {exc}")
+        raise
+    workdir = tmp_path_factory.mktemp("e2e-stack")
+    with postgres:
+        yield from start_local_stack(workdir, postgres, prometheus)
+
+
+@pytest.fixture(autouse=True)
+def healthy(stack: Stack) -> Stack:
+    """Every scenario starts from a healthy stack, whatever the previous one left behind."""
+    stack.ensure_healthy()
+    return stack
+
+
+@pytest.fixture
+def local_stack(stack: Stack) -> LocalStack:
+    """The stack, for scenarios that must kill processes or stop the database."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs the local stack: it kills processes or stops PostgreSQL")
+    return stack
