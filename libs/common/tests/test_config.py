@@ -128,6 +128,17 @@ def test_unrelated_variables_are_ignored(config_dir: Path) -> None:
     assert settings.http.port == 8100
 
 
+def test_a_bare_variable_named_like_a_section_is_ignored(config_dir: Path) -> None:
+    # Images and CI set SERVICE=..., HTTP=..., LOGGING=... for their own reasons.
+    environ = {"SERVICE": "books", "HTTP": "on", "DEPENDENCIES": "x", "ENVIRONMENT": "staging"}
+    (config_dir / "config.staging.yml").write_text("{}\n")
+
+    settings = load_settings(Settings, config_dir, environ=environ)
+
+    assert settings.http.port == 8100
+    assert settings.environment == "staging"  # a scalar top-level key still reads its variable
+
+
 def test_unknown_yaml_key_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "config.yml", "service: {name: svc}\nhttp: {prot: 8000}\n")
 

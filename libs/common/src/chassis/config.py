@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -150,8 +150,13 @@ def load_settings(
     if profile:
         _deep_merge(merged, _read_yaml(config_dir / f"config.{profile}.yml", required=True))
         merged["environment"] = profile
+    scalars = {
+        name
+        for name, field in settings_class.model_fields.items()
+        if not _is_nested(field.annotation)
+    }
     top_level = set(settings_class.model_fields)
-    _deep_merge(merged, _from_environment(environ, top_level))
+    _deep_merge(merged, _from_environment(environ, top_level, scalars))
     try:
         return settings_class.model_validate(merged)
     except ValidationError as exc:
@@ -174,18 +179,27 @@ def _read_yaml(path: Path, *, required: bool = False) -> dict[str, Any]:
     return content
 
 
-def _from_environment(environ: Mapping[str, str], top_level: set[str]) -> dict[str, Any]:
+def _is_nested(annotation: Any) -> bool:
+    """Sections and mappings are set key by key (SERVICE__NAME), never by a bare SERVICE."""
+    return (isinstance(annotation, type) and issubclass(annotation, BaseModel)) or (
+        get_origin(annotation) is dict
+    )
+
+
+def _from_environment(
+    environ: Mapping[str, str], top_level: set[str], scalars: set[str]
+) -> dict[str, Any]:
     """Plain variables first, then ``*_FILE`` ones, so secret files win."""
     values: dict[str, Any] = {}
     secret_files: list[tuple[tuple[str, ...], str]] = []
     for name, raw in environ.items():
         upper = name.upper()
         if upper.endswith(FILE_SUFFIX):
-            path = _key_path(upper.removesuffix(FILE_SUFFIX), top_level)
+            path = _key_path(upper.removesuffix(FILE_SUFFIX), top_level, scalars)
             if path:
                 secret_files.append((path, raw))
             continue
-        path = _key_path(upper, top_level)
+        path = _key_path(upper, top_level, scalars)
         if path:
             _set_path(values, path, raw)
     for path, file_name in secret_files:
@@ -193,12 +207,14 @@ def _from_environment(environ: Mapping[str, str], top_level: set[str]) -> dict[s
     return values
 
 
-def _key_path(variable: str, top_level: set[str]) -> tuple[str, ...] | None:
+def _key_path(variable: str, top_level: set[str], scalars: set[str]) -> tuple[str, ...] | None:
     if variable in ALIASES:
         return ALIASES[variable]
     parts = tuple(part.lower() for part in variable.split(NESTING))
     if parts[0] not in top_level or not all(parts):
         return None
+    if len(parts) == 1 and parts[0] not in scalars:
+        return None  # e.g. SERVICE=books in an image must not replace the service section
     return parts
 
 
