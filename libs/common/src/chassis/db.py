@@ -22,6 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from chassis.config import DatabaseSection
 from chassis.health import DOWN, UP, CheckResult
 
+# Constraint names every service's MetaData uses, so migrations can name what they alter.
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+}
+
 _current_session: ContextVar[Session | None] = ContextVar("chassis_session", default=None)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from books import domain
 from books.persistence import BookFilter
 from chassis import current_session
+from chassis.responses import offset_page, rfc3339
 
 
 def list_books(
@@ -19,14 +19,7 @@ def list_books(
         limit=limit,
         offset=offset,
     )
-    following = offset + len(items)
-    return {
-        "items": [book_json(book) for book in items],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": following if following < total else None,
-    }
+    return offset_page([book_json(b) for b in items], total=total, limit=limit, offset=offset)
 
 
 def create_book(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -67,8 +60,8 @@ def book_json(book: dict[str, Any]) -> dict[str, Any]:
         "author": book["author"],
         "price": f"{book['price']:.2f}",
         "stock": book["stock"],
-        "created_at": timestamp(book["created_at"]),
-        "updated_at": timestamp(book["updated_at"]),
+        "created_at": rfc3339(book["created_at"]),
+        "updated_at": rfc3339(book["updated_at"]),
     }
 
 
@@ -78,11 +71,5 @@ def reservation_json(reservation: dict[str, Any]) -> dict[str, Any]:
         "order_id": reservation["order_id"],
         "quantity": reservation["quantity"],
         "unit_price": f"{reservation['unit_price']:.2f}",
-        "created_at": timestamp(reservation["created_at"]),
+        "created_at": rfc3339(reservation["created_at"]),
     }
-
-
-def timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC; SQLite hands back naive datetimes that were stored as UTC."""
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import connexion
@@ -15,6 +14,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from chassis import ServiceUnavailable, current_service, current_session
+from chassis.responses import rfc3339
 from chat import domain
 from chat.app import ChatComponents
 from chat.live import CLOSED, Follower, TooManyFollowers
@@ -118,7 +118,7 @@ def room_json(room: dict[str, Any]) -> dict[str, Any]:
         "title": room["title"],
         "kind": room["kind"],
         "book_id": room.get("book_id"),
-        "last_message_at": timestamp(last) if last else None,
+        "last_message_at": rfc3339(last) if last else None,
     }
 
 
@@ -129,10 +129,5 @@ def message_json(message: dict[str, Any]) -> dict[str, Any]:
         "author": message["author"],
         "text": message["text"],
         "verified": message["verified"],
-        "created_at": timestamp(message["created_at"]),
+        "created_at": rfc3339(message["created_at"]),
     }
-
-
-def timestamp(value: datetime) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import connexion
 
 from chassis import current_service, current_session
+from chassis.responses import offset_page, rfc3339
 from shop import domain
 from shop.app import ShopComponents
 from shop.domain import OrderRequest
@@ -42,14 +42,7 @@ def get_order(order_id: str) -> dict[str, Any]:
 
 def list_orders(limit: int = 20, offset: int = 0, status: str | None = None) -> dict[str, Any]:
     orders, total = domain.list_orders(current_session(), status=status, limit=limit, offset=offset)
-    following = offset + len(orders)
-    return {
-        "items": [order_json(order) for order in orders],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "next_offset": following if following < total else None,
-    }
+    return offset_page([order_json(o) for o in orders], total=total, limit=limit, offset=offset)
 
 
 def cancel_order(order_id: str) -> dict[str, Any]:
@@ -71,11 +64,6 @@ def order_json(order: dict[str, Any]) -> dict[str, Any]:
         ],
         "total": f"{order['total']:.2f}",
         "reason": order["reason"],
-        "created_at": timestamp(order["created_at"]),
-        "updated_at": timestamp(order["updated_at"]),
+        "created_at": rfc3339(order["created_at"]),
+        "updated_at": rfc3339(order["updated_at"]),
     }
-
-
-def timestamp(value: datetime) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
