@@ -50,7 +50,7 @@ class HttpSection(Section):
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     validate_responses: bool = False
-    # Worker threads for plain `def` handlers; default: one per database connection.
+    # Worker threads for plain `def` handlers; default: database.pool_size.
     handler_threads: int | None = Field(default=None, ge=1, le=512)
 
 

@@ -98,17 +98,21 @@ class DatabaseCheck:
 
 
 def _create_engine(url: str, section: DatabaseSection) -> Engine:
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     options: dict[str, Any] = {"echo": section.echo}
+    pooled = {
+        "pool_size": section.pool_size,
+        "max_overflow": section.max_overflow,
+        "pool_timeout": section.pool_timeout_seconds,
+    }
     if backend == "sqlite":
         options["connect_args"] = {"check_same_thread": False, "timeout": 5}
+        if parsed.database and parsed.database != ":memory:":  # in-memory: one static connection
+            options.update(pooled)
     else:
-        options.update(
-            pool_pre_ping=True,  # a server restart must not fail the first request after it
-            pool_size=section.pool_size,
-            max_overflow=section.max_overflow,
-            pool_timeout=section.pool_timeout_seconds,
-        )
+        # pre-ping: a database restart must not fail the first request after it
+        options.update(pooled, pool_pre_ping=True)
         if backend == "postgresql":
             options["connect_args"] = {"connect_timeout": section.connect_timeout_seconds}
     engine = create_engine(url, **options)

@@ -105,7 +105,9 @@ class Service:
         threads = (
             handler_threads
             or settings.http.handler_threads
-            or settings.database.pool_size + settings.database.max_overflow
+            # One per pooled connection: more would open and close overflow connections on
+            # every burst (a connect, and on SQLite three PRAGMAs, per request).
+            or settings.database.pool_size
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
         self.state: dict[str, Any] = {}
