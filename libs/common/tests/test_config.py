@@ -252,3 +252,15 @@ def test_load_settings_reads_the_process_environment_by_default(
     monkeypatch.setenv("HTTP__PORT", "8500")
 
     assert load_settings(Settings, config_dir).http.port == 8500
+
+
+def test_a_yaml_error_names_the_place_but_never_echoes_the_line(tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text(
+        "service:\n  name: svc\ndatabase:\n  url: postgresql://app:S3cretPw@db/books: x\n"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(Settings, tmp_path, environ={})
+
+    assert "line 4" in str(raised.value)
+    assert "S3cretPw" not in str(raised.value)

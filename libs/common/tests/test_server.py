@@ -1,5 +1,6 @@
 """The production server for real: the tiny service in a subprocess, stopped with SIGTERM."""
 
+import asyncio
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import pytest
 import uvicorn
 
 from chassis.server import GracefulServer, serve
-from chassis.testing import MetricsSnapshot
+from chassis.testing import MetricsSnapshot, capture_logs
 
 START_TIMEOUT = 20.0
 DRAIN_SECONDS = 0.8
@@ -161,13 +162,19 @@ def test_the_first_signal_begins_shutdown_and_stops_listening_after_the_drain(
     service = make_service(SHUTDOWN__DRAIN_SECONDS="0.2")
     server = GracefulServer(uvicorn.Config(service), service)
 
-    server.handle_exit(signal.SIGTERM, None)
+    async def signalled() -> None:  # uvicorn's handler runs on the event loop's thread
+        with capture_logs() as logs:
+            server.handle_exit(signal.SIGTERM, None)
+            # The handler itself neither logs nor waits: it may interrupt the log writer.
+            assert logs == []
+            assert service.shutdown.shutting_down
+            assert not server.should_exit  # readiness says 503 while load balancers catch up
+            deadline = time.monotonic() + 5
+            while not server.should_exit and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        assert [event["event"] for event in logs] == ["shutdown begun"]
 
-    assert service.shutdown.shutting_down
-    assert not server.should_exit  # readiness says 503 while load balancers catch up
-    deadline = time.monotonic() + 5
-    while not server.should_exit and time.monotonic() < deadline:
-        time.sleep(0.02)
+    asyncio.run(signalled())
     assert server.should_exit
     assert not server.force_exit
     service.close()
@@ -179,12 +186,15 @@ def test_a_second_signal_skips_the_drain_and_a_third_forces_the_exit(
     service = make_service(SHUTDOWN__DRAIN_SECONDS="60")
     server = GracefulServer(uvicorn.Config(service), service)
 
-    server.handle_exit(signal.SIGTERM, None)
-    assert (server.should_exit, server.force_exit) == (False, False)
-    server.handle_exit(signal.SIGINT, None)
-    assert (server.should_exit, server.force_exit) == (True, False)
-    server.handle_exit(signal.SIGTERM, None)
-    assert server.force_exit
+    async def signalled() -> None:
+        server.handle_exit(signal.SIGTERM, None)
+        assert (server.should_exit, server.force_exit) == (False, False)
+        server.handle_exit(signal.SIGINT, None)
+        assert (server.should_exit, server.force_exit) == (True, False)
+        server.handle_exit(signal.SIGTERM, None)
+        assert server.force_exit
+
+    asyncio.run(signalled())
     service.close()
 
 

@@ -171,7 +171,12 @@ def _read_yaml(path: Path, *, required: bool = False) -> dict[str, Any]:
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        # Only the position and the kind of problem: the parser's snippet of the line may hold a
+        # password.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
     if content is None:
         return {}
     if not isinstance(content, dict):

@@ -56,17 +56,16 @@ class ShutdownState:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._listeners: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
 
     def on_begin(self, listener: Callable[[], None]) -> None:
         """Calls ``listener`` once when shutdown begins (e.g. to end long-lived streams)."""
         self._listeners.append(listener)
 
     def begin(self) -> None:
-        with self._lock:
-            if self._event.is_set():
-                return
-            self._event.set()
+        """Safe in a signal handler: takes no lock another thread holds for long."""
+        if self._event.is_set():
+            return
+        self._event.set()
         for listener in self._listeners:
             listener()
 

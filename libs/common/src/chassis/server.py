@@ -8,8 +8,8 @@ A second signal skips the drain; a third stops at once.
 
 from __future__ import annotations
 
+import asyncio
 import signal
-import threading
 from types import FrameType
 
 import uvicorn
@@ -29,18 +29,22 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not calling super(): uvicorn would re-raise the signal after shutting down, turning a
         # clean drain into a "killed by SIGTERM" exit status.
+        # This runs as a signal handler on the event loop's thread, between any two bytecodes:
+        # it must not log or take locks the interrupted code may hold (the log writer's lock
+        # would deadlock), so it only flips state and hands the rest to the loop.
         self._signals += 1
         if self._signals == 1:
-            drain = self.service.settings.shutdown.drain_seconds
             self.service.shutdown.begin()
-            log.info("shutdown begun", signal=signal.Signals(sig).name, drain_seconds=drain)
-            timer = threading.Timer(drain, self._stop_listening)
-            timer.daemon = True
-            timer.start()
+            asyncio.get_running_loop().call_soon_threadsafe(self._drain, sig)
         elif self._signals == 2:
-            self._stop_listening()
+            self.should_exit = True
         else:
             self.force_exit = True
+
+    def _drain(self, sig: int) -> None:
+        drain = self.service.settings.shutdown.drain_seconds
+        log.info("shutdown begun", signal=signal.Signals(sig).name, drain_seconds=drain)
+        asyncio.get_running_loop().call_later(drain, self._stop_listening)
 
     def _stop_listening(self) -> None:
         self.should_exit = True

@@ -92,7 +92,8 @@ def release(session: Session, *, book_id: int, order_id: str) -> bool:
 
 def _existing(session: Session, *, book_id: int, order_id: str, quantity: int) -> dict[str, Any]:
     existing = persistence.fetch_reservation(session, book_id=book_id, order_id=order_id)
-    assert existing is not None, "a conflicting reservation row must exist"
+    if existing is None:  # the insert failed on the book, deleted meanwhile, not on the order
+        raise NotFoundError(f"book_id: no book with id {book_id}", field="book_id")
     if existing["quantity"] != quantity:
         raise ConflictError(
             f"quantity: order {order_id} already reserved {existing['quantity']} copies of "

@@ -17,6 +17,7 @@ class BookLookup:
 
 
 UNKNOWN = BookLookup(None)
+MAX_CACHED = 10_000
 
 
 class BookDirectory:
@@ -51,5 +52,7 @@ class BookDirectory:
         else:
             return UNKNOWN
         with self._lock:
+            if len(self._cache) >= MAX_CACHED:  # any book-N can be asked for: bound the memory
+                del self._cache[next(iter(self._cache))]
             self._cache[book_id] = (answer, self.clock() + ttl)
         return answer

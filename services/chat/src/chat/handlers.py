@@ -11,6 +11,7 @@ from typing import Any
 
 import connexion
 import orjson
+from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from chassis import ServiceUnavailable, current_service, current_session
@@ -74,10 +75,23 @@ async def follow_room(room: str) -> Response:
             "room: this replica follows as many rooms as it may", retry_after_seconds=5
         ) from None
     missed: list[dict[str, Any]] = []
-    if last_seen:
-        missed = await service.in_session(domain.missed_messages, room=room, after=int(last_seen))
+    try:
+        if last_seen:
+            missed = await service.in_session(
+                domain.missed_messages, room=room, after=int(last_seen)
+            )
+    except BaseException:
+        parts.broker.unsubscribe(follower)
+        raise
     stream = _events(follower, missed, parts.settings.live.heartbeat_seconds)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
+    # The background task unsubscribes even when the client leaves before the stream starts
+    # (an unstarted generator never runs its finally); unsubscribing twice is harmless.
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
+        background=BackgroundTask(parts.broker.unsubscribe, follower),
+    )
 
 
 async def _events(

@@ -167,7 +167,7 @@ class PgListener:
             try:
                 self._listen()
                 backoff = 0.2
-            except psycopg2.Error as exc:
+            except Exception as exc:  # psycopg2's or SQLAlchemy's (the fetch): never stop listening
                 self.listening.clear()
                 log.warning("live feed connection lost; reconnecting", error=type(exc).__name__)
                 self._stop.wait(backoff)
