@@ -115,8 +115,9 @@ class Service:
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._serving = False
-        self.api = self._build_api(spec, handlers)
-        self.asgi = self._build_stack(spec)
+        document = yaml.safe_load(spec.read_text(encoding="utf-8"))  # read once, used twice
+        self.api = self._build_api(spec, document, handlers)
+        self.asgi = self._build_stack(document)
 
     async def in_session(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """For ``async def`` handlers: runs ``function(session, *args, **kwargs)`` on a worker
@@ -171,8 +172,9 @@ class Service:
         finally:
             _current_service.reset(token)
 
-    def _build_api(self, spec: Path, handlers: ModuleType) -> connexion.ConnexionMiddleware:
-        document = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    def _build_api(
+        self, spec: Path, document: dict[str, Any], handlers: ModuleType
+    ) -> connexion.ConnexionMiddleware:
         validate_responses = self.settings.http.validate_responses
         middlewares: list[Any] = [ProblemMiddleware, SwaggerUIMiddleware, RoutingMiddleware]
         if document.get("components", {}).get("securitySchemes"):
@@ -199,8 +201,7 @@ class Service:
         )
         return app
 
-    def _build_stack(self, spec: Path) -> Any:
-        document = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    def _build_stack(self, document: dict[str, Any]) -> Any:
         api_docs = [base_path(document) + route for route in API_DOC_ROUTES]
         faults = self.settings.faults
         admin = [faults_middleware.ADMIN_PATH] if faults.enabled else []
