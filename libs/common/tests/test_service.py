@@ -485,3 +485,16 @@ def test_a_base_path_from_servers_labels_api_and_docs(
         "GET /api/v1/openapi.json",
         "GET NOT_FOUND",
     ]
+
+
+def test_components_are_provided_by_type_and_locked_once_serving(service: Service) -> None:
+    class Cache:
+        pass
+
+    cache = Cache()
+    service.provide(cache)
+    assert service.component(Cache) is cache
+    with pytest.raises(KeyError, match="no int"):
+        service.component(int)
+    with service_client(service), pytest.raises(SetupLockedError):
+        service.provide(Cache())

@@ -110,7 +110,7 @@ class Service:
             or settings.database.pool_size
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
-        self.state: dict[str, Any] = {}
+        self._components: dict[type, Any] = {}
         self.faults: faults_middleware.FaultInjectionMiddleware | None = None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -130,6 +130,21 @@ class Service:
         request_context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, request_context.run, call)
+
+    def provide(self, component: object) -> None:
+        """Keeps a service-specific object (its clients, caches, ...) for handlers to find by
+        type with :meth:`component`; like Flask's ``app.extensions``, set in the app factory."""
+        self._ensure_not_serving("provide")
+        self._components[type(component)] = component
+
+    def component(self, kind: type[T]) -> T:
+        try:
+            found: T = self._components[kind]
+        except KeyError:
+            raise KeyError(
+                f"{self.name} provides no {kind.__name__}; call provide() first"
+            ) from None
+        return found
 
     def client(self, name: str) -> ServiceClient:
         """The client of a dependency declared under ``dependencies.<name>`` in the config."""

@@ -16,7 +16,6 @@ from chat.books_api import BookDirectory
 from chat.live import Broker, Fetch, LiveFeed, PgListener
 from chat.settings import SERVICE_DIR, ChatSettings, load
 
-COMPONENTS = "chat"
 PAGE = SERVICE_DIR / "web" / "index.html"
 
 
@@ -27,11 +26,6 @@ class ChatComponents:
     broker: Broker
     feed: LiveFeed
     page: bytes
-
-    @staticmethod
-    def of(service: Service) -> ChatComponents:
-        components: ChatComponents = service.state[COMPONENTS]
-        return components
 
 
 def create_service(
@@ -59,7 +53,7 @@ def create_service(
         feed=LiveFeed(broker, postgres=postgres),
         page=PAGE.read_bytes(),
     )
-    service.state[COMPONENTS] = components
+    service.provide(components)
     service.on_startup(lambda _: broker.bind(asyncio.get_running_loop()))
     service.shutdown.on_begin(broker.close)  # streams end at once; clients reconnect elsewhere
     if postgres:

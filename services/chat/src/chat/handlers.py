@@ -24,7 +24,7 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def page() -> Response:
-    return Response(ChatComponents.of(current_service()).page, media_type="text/html")
+    return Response(current_service().component(ChatComponents).page, media_type="text/html")
 
 
 def list_rooms(limit: int = 50) -> dict[str, Any]:
@@ -38,12 +38,12 @@ def create_room(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, st
 
 
 def get_room(room: str) -> dict[str, Any]:
-    parts = ChatComponents.of(current_service())
+    parts = current_service().component(ChatComponents)
     return room_json(domain.get_room(current_session(), parts.books, name=room))
 
 
 def list_messages(room: str, limit: int = 50, before: int | None = None) -> dict[str, Any]:
-    parts = ChatComponents.of(current_service())
+    parts = current_service().component(ChatComponents)
     page, cursor = domain.list_messages(
         current_session(), parts.books, room=room, before=before, limit=limit
     )
@@ -51,7 +51,7 @@ def list_messages(room: str, limit: int = 50, before: int | None = None) -> dict
 
 
 def post_message(room: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    parts = ChatComponents.of(current_service())
+    parts = current_service().component(ChatComponents)
     message = domain.post_message(
         current_session(),
         parts.books,
@@ -65,7 +65,7 @@ def post_message(room: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 async def follow_room(room: str) -> Response:
     service = current_service()
-    parts = ChatComponents.of(service)
+    parts = service.component(ChatComponents)
     await service.in_session(lambda session: domain.get_room(session, parts.books, name=room))
     last_seen = connexion.request.headers.get("last-event-id")
     try:
@@ -97,7 +97,7 @@ async def follow_room(room: str) -> Response:
 async def _events(
     follower: Follower, missed: list[dict[str, Any]], heartbeat: float
 ) -> AsyncIterator[bytes]:
-    broker = ChatComponents.of(current_service()).broker
+    broker = current_service().component(ChatComponents).broker
     try:
         yield b"retry: 2000\n: following\n\n"
         for message in missed:

@@ -12,8 +12,6 @@ from shop.notices import ChatNotices
 from shop.recovery import RecoveryLoop
 from shop.settings import SERVICE_DIR, ShopSettings, load
 
-COMPONENTS = "shop"
-
 
 @dataclass(frozen=True)
 class ShopComponents:
@@ -21,11 +19,6 @@ class ShopComponents:
     books: ServiceClient
     notices: ChatNotices
     recovery: RecoveryLoop
-
-    @staticmethod
-    def of(service: Service) -> ShopComponents:
-        components: ShopComponents = service.state[COMPONENTS]
-        return components
 
 
 def create_service(
@@ -52,7 +45,7 @@ def create_service(
             older_than=settings.orders.pending_grace_seconds,
         ),
     )
-    service.state[COMPONENTS] = components
+    service.provide(components)
     service.on_startup(lambda _: components.recovery.start())
     service.on_shutdown(lambda _: components.recovery.stop())
     service.on_shutdown(lambda _: components.notices.close())

@@ -14,7 +14,7 @@ from shop.domain import OrderRequest
 
 
 def place_order(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-    parts = ShopComponents.of(current_service())
+    parts = current_service().component(ShopComponents)
     request = OrderRequest(
         items=[(item["book_id"], item["quantity"]) for item in body["items"]],
         idempotency_key=connexion.request.headers.get("idempotency-key"),
@@ -46,7 +46,7 @@ def list_orders(limit: int = 20, offset: int = 0, status: str | None = None) -> 
 
 
 def cancel_order(order_id: str) -> dict[str, Any]:
-    parts = ShopComponents.of(current_service())
+    parts = current_service().component(ShopComponents)
     return order_json(domain.cancel_order(current_session(), parts.books, order_id=order_id))
 
 
