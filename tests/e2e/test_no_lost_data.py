@@ -1,5 +1,6 @@
 """No lost data: concurrent orders while books fails 30% of reservation calls (reserving and
-releasing) conserve every copy, and no order is left pending once shop's recovery has run."""
+releasing) conserve every copy, and no order is left pending or cancelling once shop's
+recovery has run."""
 
 from __future__ import annotations
 
@@ -97,15 +98,18 @@ def test_concurrent_orders_with_faulty_books_conserve_stock(stack: Stack) -> Non
 
     def settled() -> list[dict[str, Any]] | None:
         orders = orders_touching(stack, set(book_ids))
-        return None if any(o["status"] == "pending" for o in orders) else orders
+        transient = {"pending", "cancelling"}
+        return None if any(o["status"] in transient for o in orders) else orders
 
     orders = wait_until(
         settled,
         timeout=stack.settle_seconds,
         interval=0.5,
-        message="orders stuck pending (shop's recovery did not settle them)",
+        message="orders stuck pending or cancelling (shop's recovery did not settle them)",
     )
-    # every order a client was told about exists, with the status it was told or a later one
+    # every order a client was told about exists, with the status it was told or a later one.
+    # A cancel that books kept failing still ends cancelled: shop records CANCELLING before the
+    # first release, and recovery finishes it (the spec calls that status transient).
     by_id = {order["id"]: order for order in orders}
     for outcome in outcomes:
         order_id = outcome["body"].get("id") or outcome["body"].get("order_id")
@@ -113,7 +117,7 @@ def test_concurrent_orders_with_faulty_books_conserve_stock(stack: Stack) -> Non
             continue  # refused before an order was recorded (e.g. books unreachable for price)
         assert order_id in by_id, outcome
         if outcome["status"] == 201:
-            expected = "cancelled" if outcome.get("cancel_status") == 200 else "confirmed"
+            expected = "cancelled" if "cancel_status" in outcome else "confirmed"
             assert by_id[order_id]["status"] == expected, (outcome, by_id[order_id])
     # one order per idempotency key: no key produced a second order
     assert len(orders) <= len(outcomes)
