@@ -99,7 +99,7 @@ def test_migrate_then_seed(runs):
 
     assert migrated.status == 0, migrated.stderr
     assert seeded.status == 0, seeded.stderr
-    assert '"revision":"0001"' in migrated.stdout
+    assert '"revision":"0002"' in migrated.stdout
     assert f'"added":{len(CATALOGUE)}' in seeded.stdout
     engine = create_engine(runs["url"], poolclass=pool.NullPool)
     with Session(engine) as session:

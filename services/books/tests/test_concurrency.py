@@ -1,4 +1,5 @@
-"""Reservations under concurrency on a real PostgreSQL: never oversold, never twice per order.
+"""Reservations under concurrency on a real PostgreSQL: never oversold, never twice per order,
+never held after a release.
 
 Requests go through the whole ASGI app from many threads at once. The TestClient does not
 serialise them: its portal runs every request on one event loop, and the chassis hands each
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -116,3 +118,31 @@ def test_ten_concurrent_requests_for_one_order_reserve_once(client, create_book,
     with engine.connect() as connection:
         assert connection.execute(select(books.c.stock)).scalar_one() == 7
         assert connection.execute(select(func.count()).select_from(reservations)).scalar_one() == 1
+
+
+def test_a_release_racing_its_reservation_always_wins(client, create_book, engine):
+    """Each order's reservation and release are sent at the same moment. Whichever lands first,
+    no copy stays reserved: a release first leaves a tombstone that refuses the reservation."""
+    book = create_book(stock=100)
+    url = f"/books/{book['id']}/reservations"
+    orders = 12
+
+    def reserve_or_release(i):
+        order_id = f"race-{i // 2}"
+        if i % 2:
+            return "release", client.delete(f"{url}/{order_id}")
+        return "reserve", client.post(url, json={"order_id": order_id, "quantity": 2})
+
+    answers = all_at_once(orders * 2, reserve_or_release)
+
+    assert {r.status_code for kind, r in answers if kind == "release"} == {204}
+    reserve_statuses = Counter(r.status_code for kind, r in answers if kind == "reserve")
+    assert set(reserve_statuses) <= {201, 409}, reserve_statuses
+    with engine.connect() as connection:
+        assert connection.execute(select(books.c.stock)).scalar_one() == 100
+        held = connection.execute(
+            select(func.count())
+            .select_from(reservations)
+            .where(reservations.c.released_at.is_(None))
+        ).scalar_one()
+    assert held == 0

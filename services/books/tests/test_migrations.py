@@ -40,7 +40,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 
     upgrade(MIGRATIONS, url)
     assert tables(url) == TABLES
-    assert current_revision(MIGRATIONS, url) == "0001"
+    assert current_revision(MIGRATIONS, url) == "0002"
 
     downgrade(MIGRATIONS, url, "base")
     assert tables(url) == set()
@@ -48,7 +48,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 
     upgrade(MIGRATIONS, url)
     assert tables(url) == TABLES
-    assert current_revision(MIGRATIONS, url) == "0001"
+    assert current_revision(MIGRATIONS, url) == "0002"
     upgrade(MIGRATIONS, url)  # already at head: nothing to do, no error
 
 

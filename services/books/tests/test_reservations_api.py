@@ -21,10 +21,18 @@ def stock_of(engine, book_id):
         return connection.execute(select(books.c.stock).where(books.c.id == book_id)).scalar_one()
 
 
-def reservation_rows(engine):
+def reservation_rows(engine, *, released=False):
+    """(book_id, order_id, quantity) of the held reservations, or of the released ones."""
+    state = (
+        reservations.c.released_at.is_not(None)
+        if released
+        else reservations.c.released_at.is_(None)
+    )
     with engine.connect() as connection:
         rows = connection.execute(
             select(reservations.c.book_id, reservations.c.order_id, reservations.c.quantity)
+            .where(state)
+            .order_by(reservations.c.book_id, reservations.c.order_id)
         )
         return [tuple(row) for row in rows]
 
@@ -127,3 +135,44 @@ def test_releasing_an_unknown_order_is_204_and_changes_nothing(client, create_bo
     assert stock_of(engine, book["id"]) == 4
     assert reservation_rows(engine) == [(book["id"], "order-1", 1)]
     assert client.delete("/books/999/reservations/order-1").status_code == 204
+
+
+def test_a_reservation_after_its_release_is_a_409_naming_order_id(
+    client, create_book, engine, problem
+):
+    book = create_book(stock=5)
+    assert reserve(client, book["id"], "order-1", 2).status_code == 201
+    assert client.delete(f"/books/{book['id']}/reservations/order-1").status_code == 204
+
+    body = problem(reserve(client, book["id"], "order-1", 2), 409, "order_id")
+
+    assert "released" in body["detail"]
+    assert stock_of(engine, book["id"]) == 5
+    assert reservation_rows(engine) == []
+    assert reservation_rows(engine, released=True) == [(book["id"], "order-1", 2)]
+
+
+def test_a_release_before_the_reservation_wins(client, create_book, engine, problem):
+    """A caller that gave up and compensated may see its queued reservation land afterwards:
+    that reservation must not take stock nobody will give back."""
+    book = create_book(stock=5)
+
+    assert client.delete(f"/books/{book['id']}/reservations/order-1").status_code == 204
+    problem(reserve(client, book["id"], "order-1", 2), 409, "order_id")
+
+    assert stock_of(engine, book["id"]) == 5
+    assert reservation_rows(engine) == []
+    assert reservation_rows(engine, released=True) == [(book["id"], "order-1", 0)]
+    # other orders are unaffected
+    assert reserve(client, book["id"], "order-2", 2).status_code == 201
+
+
+def test_released_reservations_do_not_keep_a_book_from_being_deleted(client, create_book, engine):
+    book = create_book(stock=5)
+    assert reserve(client, book["id"], "order-1", 1).status_code == 201
+    assert client.delete(f"/books/{book['id']}/reservations/order-1").status_code == 204
+    assert client.delete(f"/books/{book['id']}/reservations/order-2").status_code == 204
+
+    assert client.delete(f"/books/{book['id']}").status_code == 204
+
+    assert reservation_rows(engine, released=True) == []

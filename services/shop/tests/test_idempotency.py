@@ -129,6 +129,11 @@ def test_a_retry_after_books_was_unavailable_places_the_same_order(
     order_id = failed.json()["order_id"]
     assert shop.get(f"/orders/{order_id}").json()["status"] == "rejected"
     assert catalog.stock(book) == 3
+    # shop released what it had tried to reserve, so a reservation of that attempt still on
+    # its way to books (a request queued there when shop gave up) can never take stock
+    late = catalog.reserve(book, order_id=order_id, quantity=2)
+    assert late.status_code == 409, late.text
+    assert catalog.stock(book) == 3
 
     retried = shop.post("/orders", json=body, headers=headers)
 

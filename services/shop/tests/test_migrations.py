@@ -37,7 +37,7 @@ def test_up_down_and_up_again(empty_database: str) -> None:
     migrations.downgrade(MIGRATIONS, empty_database, "base")
     assert tables(empty_database) == set()
     migrations.upgrade(MIGRATIONS, empty_database)
-    assert migrations.current_revision(MIGRATIONS, empty_database) == "0002"
+    assert migrations.current_revision(MIGRATIONS, empty_database) == "0003"
 
 
 def test_the_migrations_match_the_tables_shop_declares(empty_database: str) -> None:

@@ -81,13 +81,13 @@ def test_not_enough_stock_rejects_the_order_and_releases_what_was_reserved(
     assert recorded["status"] == "rejected"
     assert recorded["reason"].startswith("out_of_stock")
     assert shop.get("/orders", params={"status": "rejected"}).json()["total"] == 1
-    # Compensated: the first book's copy is back and the order holds no reservation anywhere,
-    # so reserving again under its id is a new reservation (201), not the old one (200).
+    # Compensated: the first book's copy is back, and books holds the order's reservation of
+    # every item as released, so a late reservation under its id is refused, not taken.
     assert (catalog.stock(plenty), catalog.stock(scarce)) == (4, 2)
     for book in (plenty, scarce):
-        again = catalog.reserve(book, order_id=order_id, quantity=1)
-        assert again.status_code == 201, again.text
-        catalog.release(book, order_id=order_id)
+        late = catalog.reserve(book, order_id=order_id, quantity=1)
+        assert late.status_code == 409, late.text
+        assert "released" in late.json()["detail"]
     assert (catalog.stock(plenty), catalog.stock(scarce)) == (4, 2)
 
 

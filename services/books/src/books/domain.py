@@ -56,6 +56,7 @@ def delete_book(session: Session, *, book_id: int) -> None:
             f"book_id: book {book_id} holds stock reservations; release them first",
             field="book_id",
         )
+    persistence.delete_released(session, book_id=book_id)
     if not persistence.delete_book(session, book_id=book_id):
         raise NotFoundError(f"book_id: no book with id {book_id}", field="book_id")
 
@@ -82,18 +83,41 @@ def reserve(
 
 
 def release(session: Session, *, book_id: int, order_id: str) -> bool:
-    """Releases an order's reservation and restores stock; False when there was none."""
-    quantity = persistence.delete_reservation(session, book_id=book_id, order_id=order_id)
-    if quantity is None:
-        return False
-    persistence.give_back_stock(session, book_id=book_id, quantity=quantity)
-    return True
+    """Releases an order's reservation and restores its stock; False when none was held.
+
+    A release always wins: when nothing is held yet, a tombstone is left so that a reservation
+    for this order arriving later (a caller's request still queued when it gave up and
+    compensated) is refused rather than taking copies nobody will give back.
+    """
+    # A reservation committed while this runs shows up on the next pass; a third is not needed.
+    for _ in range(3):
+        quantity = persistence.mark_released(session, book_id=book_id, order_id=order_id)
+        if quantity is not None:
+            persistence.give_back_stock(session, book_id=book_id, quantity=quantity)
+            return True
+        existing = persistence.fetch_reservation(session, book_id=book_id, order_id=order_id)
+        if existing is not None:
+            if existing["released_at"] is not None:
+                return False  # released before: nothing more to do
+            continue  # committed just now: release it on the next pass
+        if persistence.fetch_book(session, book_id=book_id) is None:
+            return False  # no book, so nothing can be reserved later either
+        if persistence.insert_tombstone(session, book_id=book_id, order_id=order_id):
+            return False
+    raise RuntimeError(f"release of order {order_id} on book {book_id} did not settle")
 
 
 def _existing(session: Session, *, book_id: int, order_id: str, quantity: int) -> dict[str, Any]:
     existing = persistence.fetch_reservation(session, book_id=book_id, order_id=order_id)
     if existing is None:  # the insert failed on the book, deleted meanwhile, not on the order
         raise NotFoundError(f"book_id: no book with id {book_id}", field="book_id")
+    if existing["released_at"] is not None:
+        raise ConflictError(
+            f"order_id: order {order_id} released its reservation of book {book_id}; "
+            "a released reservation is never taken again (use a new order id)",
+            field="order_id",
+            title="Reservation released",
+        )
     if existing["quantity"] != quantity:
         raise ConflictError(
             f"quantity: order {order_id} already reserved {existing['quantity']} copies of "

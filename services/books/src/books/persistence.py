@@ -57,9 +57,16 @@ reservations = Table(
     ),
     Column("order_id", String(64), primary_key=True),
     Column("quantity", Integer, nullable=False),
-    Column("unit_price", Numeric(10, 2, asdecimal=True), nullable=False),
+    # NULL only on a tombstone: a release that found nothing reserved
+    Column("unit_price", Numeric(10, 2, asdecimal=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    CheckConstraint("quantity > 0", name="quantity_positive"),
+    # Set once released. The row stays, so a reservation arriving after its release (a late
+    # retry of the caller) finds it and is refused instead of taking stock nobody will return.
+    Column("released_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "released_at IS NOT NULL OR (quantity > 0 AND unit_price IS NOT NULL)",
+        name="held_reservation_complete",
+    ),
 )
 
 
@@ -139,10 +146,22 @@ def delete_book(session: Session, *, book_id: int) -> bool:
 
 
 def has_reservations(session: Session, *, book_id: int) -> bool:
+    """True while some order holds copies of the book (released ones do not count)."""
     found = session.execute(
-        select(reservations.c.order_id).where(reservations.c.book_id == book_id).limit(1)
+        select(reservations.c.order_id)
+        .where(reservations.c.book_id == book_id, reservations.c.released_at.is_(None))
+        .limit(1)
     ).first()
     return found is not None
+
+
+def delete_released(session: Session, *, book_id: int) -> None:
+    """Forgets the book's released reservations: with the book gone, nothing can be reserved."""
+    session.execute(
+        delete(reservations).where(
+            reservations.c.book_id == book_id, reservations.c.released_at.is_not(None)
+        )
+    )
 
 
 def fetch_reservation(session: Session, *, book_id: int, order_id: str) -> dict[str, Any] | None:
@@ -195,13 +214,39 @@ def take_stock(session: Session, *, book_id: int, quantity: int) -> int | None:
     ).scalar_one_or_none()
 
 
-def delete_reservation(session: Session, *, book_id: int, order_id: str) -> int | None:
-    """Deletes the reservation and returns its quantity, or None when there was none."""
+def mark_released(session: Session, *, book_id: int, order_id: str) -> int | None:
+    """Marks a held reservation released and returns its quantity; None when none is held."""
     return session.execute(
-        delete(reservations)
-        .where(reservations.c.book_id == book_id, reservations.c.order_id == order_id)
+        update(reservations)
+        .where(
+            reservations.c.book_id == book_id,
+            reservations.c.order_id == order_id,
+            reservations.c.released_at.is_(None),
+        )
+        .values(released_at=now())
         .returning(reservations.c.quantity)
     ).scalar_one_or_none()
+
+
+def insert_tombstone(session: Session, *, book_id: int, order_id: str) -> bool:
+    """Records a release for an order that holds nothing of the book, so that its reservation
+    cannot be taken later. False when a row for the pair exists already: a reservation (or
+    tombstone) committed concurrently, which the primary key made this insert wait for."""
+    stamp = now()
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(reservations).values(
+                    book_id=book_id,
+                    order_id=order_id,
+                    quantity=0,
+                    created_at=stamp,
+                    released_at=stamp,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def give_back_stock(session: Session, *, book_id: int, quantity: int) -> None:

@@ -28,16 +28,26 @@ def price_of(books: ServiceClient, *, book_id: int, position: int) -> Decimal:
     return Decimal(response.json()["price"])
 
 
-def reserve(books: ServiceClient, *, order_id: str, book_id: int, quantity: int) -> Refused | None:
-    """Reserves stock (idempotent per order id, so the client may retry it); None on success.
+def reservation_id(order_id: str, attempt: int) -> str:
+    """The order id books knows an attempt's reservations by.
 
-    Dependency trouble (unreachable, 5xx, timeout, open breaker) is raised, not returned.
+    books refuses a reservation once its id was released (so a late one cannot leak stock),
+    hence every new run of an order's saga reserves under a new id. The first attempt uses
+    the bare order id, as orders placed before attempts were counted did.
     """
+    return order_id if attempt == 1 else f"{order_id}_{attempt}"
+
+
+def reserve(
+    books: ServiceClient, *, reservation: str, book_id: int, quantity: int
+) -> Refused | None:
+    """Reserves stock (idempotent per reservation id, so the client may retry it); None on
+    success. Dependency trouble (unreachable, 5xx, timeout, open breaker) is raised."""
     response = books.post(
         "/books/{book_id}/reservations",
         book_id=book_id,
-        json={"order_id": order_id, "quantity": quantity},
-        headers={"Idempotency-Key": f"{order_id}:{book_id}"},
+        json={"order_id": reservation, "quantity": quantity},
+        headers={"Idempotency-Key": f"{reservation}:{book_id}"},
     )
     if response.status_code in (200, 201):
         return None
@@ -48,6 +58,7 @@ def reserve(books: ServiceClient, *, order_id: str, book_id: int, quantity: int)
     return Refused(book_id, f"books answered {response.status_code}")
 
 
-def release(books: ServiceClient, *, order_id: str, book_id: int) -> None:
-    """Releases the order's reservation of one book (idempotent: nothing reserved is fine)."""
-    books.delete("/books/{book_id}/reservations/{order_id}", book_id=book_id, order_id=order_id)
+def release(books: ServiceClient, *, reservation: str, book_id: int) -> None:
+    """Releases a reservation of one book (idempotent: nothing reserved is fine, and books
+    then refuses that reservation if it arrives later)."""
+    books.delete("/books/{book_id}/reservations/{order_id}", book_id=book_id, order_id=reservation)

@@ -2,13 +2,16 @@
 
     place:   read prices -> record PENDING -> reserve each item
              all reserved              -> CONFIRMED (+ a best-effort notice to chat)
-             books refused one         -> release the others -> REJECTED (409)
-             books unavailable         -> release the others -> REJECTED (503)
-             release impossible too    -> stays PENDING: recovery settles it later
-    cancel:  CONFIRMED -> release every item -> CANCELLED (repeatable)
+             books refused one         -> record the reason -> release every item -> REJECTED (409)
+             books unavailable         -> record the reason -> release every item -> REJECTED (503)
+             release impossible too    -> stays PENDING with its reason: recovery finishes it
+    cancel:  CONFIRMED -> CANCELLING -> release every item -> CANCELLED (repeatable)
 
 A process that dies mid-saga leaves a PENDING order; :mod:`shop.recovery` settles it. Every
-books call is idempotent per order id, so settling twice does no harm.
+books call is idempotent per reservation id, so settling twice does no harm, and books refuses
+a reservation that arrives after its release, so a late one cannot leak stock. Confirming and
+starting to compensate both need a PENDING order without a reason: whichever of two sagas
+(the live one and recovery) gets there first decides, and the other follows.
 """
 
 from __future__ import annotations
@@ -106,58 +109,50 @@ def place_order(
         earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
         assert earlier is not None
         return _replay(session, earlier, request, replay_wait_seconds, saga)
-    return saga(order_id, items)
+    return saga(_fetch(session, order_id))
 
 
 def _run_saga(
-    session: Session,
-    books: ServiceClient,
-    order_id: str,
-    items: list[dict[str, Any]],
-    *,
-    budget: float,
-    crash: bool,
+    session: Session, books: ServiceClient, order: dict[str, Any], *, budget: float, crash: bool
 ) -> Placed:
     outcome = settle(
-        session,
-        books,
-        order_id=order_id,
-        items=items,
-        budget_seconds=budget,
-        crash_after_reserving=crash,
+        session, books, order=order, budget_seconds=budget, crash_after_reserving=crash
     )
     if outcome.status == "confirmed":
-        return Placed(_fetch(session, order_id), replayed=False)
-    raise _rejection(order_id, outcome)
+        return Placed(_fetch(session, order["id"]), replayed=False)
+    raise _rejection(order["id"], outcome)
 
 
 def settle(
     session: Session,
     books: ServiceClient,
     *,
-    order_id: str,
-    items: list[dict[str, Any]],
+    order: dict[str, Any],
     budget_seconds: float,
     crash_after_reserving: bool = False,
+    wait_out_trouble: bool = False,
 ) -> Settlement:
     """Reserves every item, then records CONFIRMED, or compensates and records REJECTED.
 
-    Leaves the order PENDING (for recovery) only when books cannot even take the releases.
+    Leaves the order PENDING (for recovery) when books cannot even take the releases, or, with
+    ``wait_out_trouble`` (recovery, which has no client waiting), while books is unavailable:
+    the next round completes it then, rather than rejecting an order books never refused.
     No reservation starts after ``budget_seconds``: recovery only touches orders pending for
-    twice that, so a live saga and recovery never work on the same order at once.
+    twice that, so a live saga and recovery rarely work on the same order at once, and when
+    they do the order's status decides which of them wins.
     """
-    attempted: list[int] = []
+    order_id = order["id"]
+    reservation = books_api.reservation_id(order_id, order["attempt"])
     refusal: Refused | None = None
     trouble: ProblemError | None = None
     stop_at = time.monotonic() + budget_seconds
-    for item in items:
+    for item in order["items"]:
         if time.monotonic() > stop_at:
             trouble = ServiceUnavailable("books answered too slowly to finish the order")
             break
-        attempted.append(item["book_id"])
         try:
             refusal = books_api.reserve(
-                books, order_id=order_id, book_id=item["book_id"], quantity=item["quantity"]
+                books, reservation=reservation, book_id=item["book_id"], quantity=item["quantity"]
             )
         except (DependencyError, CircuitOpenError) as exc:
             trouble = exc
@@ -166,23 +161,57 @@ def settle(
     if crash_after_reserving:
         log.warning("crashing on purpose after reserving (orders.crash_after_reserving)")
         os._exit(CRASH_EXIT_CODE)
+    if trouble is not None and wait_out_trouble:
+        return Settlement("pending", f"books_unavailable: {trouble.detail}")
     if refusal is None and trouble is None:
-        persistence.set_status(session, order_id=order_id, status="confirmed", expected="pending")
-        session.commit()
-        return Settlement("confirmed")
+        if persistence.confirm(session, order_id=order_id):
+            session.commit()
+            return Settlement("confirmed")
+        session.rollback()
+        return _follow(session, books, order_id)  # another saga is compensating it
     retry_after = trouble.headers.get("Retry-After") if trouble else None
     if refusal is not None:
         reason = f"out_of_stock: {refusal.reason}"
     else:
         reason = f"books_unavailable: {trouble.detail if trouble else 'unknown'}"
-    if not _compensate(books, order_id=order_id, book_ids=attempted):
-        log.warning("compensation incomplete; recovery will finish it", order_id=order_id)
-        return Settlement("pending", "books_unavailable: the order will be settled automatically")
+    if not persistence.start_compensating(session, order_id=order_id, reason=reason):
+        session.rollback()
+        return _follow(session, books, order_id)  # another saga settled it first
+    session.commit()
+    outcome = compensate(session, books, _fetch(session, order_id))
+    if outcome.status == "rejected" and retry_after:
+        return Settlement("rejected", outcome.reason, float(retry_after))
+    return outcome
+
+
+def compensate(session: Session, books: ServiceClient, order: dict[str, Any]) -> Settlement:
+    """Releases every item of a PENDING order that has a reason, then records it REJECTED.
+
+    Every item, not only those this saga reserved: another saga may have reserved the rest,
+    and a release of what was never reserved makes books refuse it later.
+    """
+    reservation = books_api.reservation_id(order["id"], order["attempt"])
+    for item in order["items"]:
+        try:
+            books_api.release(books, reservation=reservation, book_id=item["book_id"])
+        except (DependencyError, CircuitOpenError):
+            log.warning("compensation incomplete; recovery will finish it", order_id=order["id"])
+            return Settlement(
+                "pending", "books_unavailable: the order will be settled automatically"
+            )
     persistence.set_status(
-        session, order_id=order_id, status="rejected", reason=reason, expected="pending"
+        session, order_id=order["id"], status="rejected", reason=order["reason"], expected="pending"
     )
     session.commit()
-    return Settlement("rejected", reason, float(retry_after) if retry_after else None)
+    return Settlement("rejected", order["reason"])
+
+
+def _follow(session: Session, books: ServiceClient, order_id: str) -> Settlement:
+    """The outcome another saga of the same order decided; helps it compensate if it is."""
+    order = _fetch(session, order_id)
+    if order["status"] == "pending" and order["reason"]:
+        return compensate(session, books, order)
+    return Settlement(order["status"], order["reason"])
 
 
 def cancel_order(session: Session, books: ServiceClient, *, order_id: str) -> dict[str, Any]:
@@ -212,8 +241,9 @@ def cancel_order(session: Session, books: ServiceClient, *, order_id: str) -> di
 
 def finish_cancelling(session: Session, books: ServiceClient, order: dict[str, Any]) -> None:
     """Releases every item of a CANCELLING order, then records it CANCELLED."""
+    reservation = books_api.reservation_id(order["id"], order["attempt"])
     for item in order["items"]:
-        books_api.release(books, order_id=order["id"], book_id=item["book_id"])
+        books_api.release(books, reservation=reservation, book_id=item["book_id"])
     persistence.set_status(session, order_id=order["id"], status="cancelled", expected="cancelling")
     session.commit()
 
@@ -228,26 +258,16 @@ def list_orders(
     return persistence.fetch_page(session, status=status, limit=limit, offset=offset)
 
 
-def _compensate(books: ServiceClient, *, order_id: str, book_ids: list[int]) -> bool:
-    """Releases every reservation tried (the failed one too: its answer may have been lost)."""
-    for book_id in book_ids:
-        try:
-            books_api.release(books, order_id=order_id, book_id=book_id)
-        except (DependencyError, CircuitOpenError):
-            return False
-    return True
-
-
 def _replay(
     session: Session,
     earlier: dict[str, Any],
     request: OrderRequest,
     wait_seconds: float,
-    saga: Callable[[str, list[dict[str, Any]]], Placed],
+    saga: Callable[[dict[str, Any]], Placed],
 ) -> Placed:
     """The same key gives the same order. A retry after books was unavailable runs that same
-    order's saga again (nothing of it is reserved: it was compensated); an out-of-stock
-    rejection is answered again as the 409 it was."""
+    order's saga again under new reservation ids (the old ones were released); an
+    out-of-stock rejection is answered again as the 409 it was."""
     if earlier["fingerprint"] != request.fingerprint:
         raise UnprocessableError(
             "Idempotency-Key: this key was already used for a different order",
@@ -257,11 +277,9 @@ def _replay(
     order = _settled(session, earlier, wait_seconds)
     reason = order["reason"] or ""
     if order["status"] == "rejected" and reason.startswith("books_unavailable"):
-        if persistence.set_status(
-            session, order_id=order["id"], status="pending", expected="rejected"
-        ):
+        if persistence.retry(session, order_id=order["id"]):
             session.commit()
-            return saga(order["id"], order["items"])
+            return saga(_fetch(session, order["id"]))
         order = _settled(session, _fetch(session, order["id"]), wait_seconds)
     if order["status"] == "rejected":
         raise _rejection(order["id"], Settlement("rejected", reason))

@@ -34,7 +34,12 @@ orders = Table(
     Column("id", String(36), primary_key=True),
     Column("status", String(16), nullable=False, index=True),
     Column("total", Numeric(12, 2, asdecimal=True), nullable=False),
+    # On a pending order, a reason means its saga gave up and is compensating: nobody may
+    # confirm it any more.
     Column("reason", String(500)),
+    # Runs of the saga: a retry after books was unavailable reserves under new ids (books
+    # refuses reservations it saw released).
+    Column("attempt", Integer, nullable=False, server_default="1"),
     Column("idempotency_key", String(100), unique=True),
     Column("fingerprint", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -143,6 +148,36 @@ def set_status(
         statement = statement.where(orders.c.status == expected)
     changed = session.execute(
         statement.values(status=status, reason=reason, updated_at=now())
+    ).rowcount
+    return bool(changed)
+
+
+def confirm(session: Session, *, order_id: str) -> bool:
+    """PENDING -> CONFIRMED, unless a saga already started compensating the order."""
+    return _move_pending(session, order_id, status="confirmed")
+
+
+def start_compensating(session: Session, *, order_id: str, reason: str) -> bool:
+    """Records why a PENDING order is being compensated; False when it was confirmed or
+    another saga started compensating it first. From then on it cannot be confirmed."""
+    return _move_pending(session, order_id, status="pending", reason=reason)
+
+
+def retry(session: Session, *, order_id: str) -> bool:
+    """A REJECTED order back to PENDING for another run of its saga, under new reservations."""
+    changed = session.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status == "rejected")
+        .values(status="pending", reason=None, attempt=orders.c.attempt + 1, updated_at=now())
+    ).rowcount
+    return bool(changed)
+
+
+def _move_pending(session: Session, order_id: str, **values: Any) -> bool:
+    changed = session.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status == "pending", orders.c.reason.is_(None))
+        .values(**values, updated_at=now())
     ).rowcount
     return bool(changed)
 

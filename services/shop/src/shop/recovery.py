@@ -1,8 +1,9 @@
 """Settles orders a crashed process left PENDING, and finishes cancellations books
 interrupted (CANCELLING): on start-up, then every interval.
 
-Settling re-runs the saga: books' reservations are idempotent per order id, so an order whose
-stock was already reserved is completed, and one that cannot be completed is compensated.
+Settling re-runs the saga: books' reservations are idempotent per reservation id, so an order
+whose stock was already reserved is completed, and one that cannot be completed is compensated.
+An order whose saga had already given up (it has a reason) is only compensated.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ def recover_pending(database: Database, books: ServiceClient, *, older_than: flo
             order = persistence.fetch_order(session, order_id=order_id)
             if order is None or order["status"] != "pending":
                 continue
-            outcome = domain.settle(
-                session,
-                books,
-                order_id=order_id,
-                items=order["items"],
-                budget_seconds=older_than / 2,
-            )
+            if order["reason"]:  # its saga had given up: finish the compensation only
+                outcome = domain.compensate(session, books, order)
+            else:
+                outcome = domain.settle(
+                    session,
+                    books,
+                    order=order,
+                    budget_seconds=older_than / 2,
+                    wait_out_trouble=True,
+                )
             log.info("pending order settled", order_id=order_id, status=outcome.status)
             settled += outcome.status != "pending"
     for order_id in cancelling:

@@ -1,0 +1,24 @@
+"""orders count the runs of their saga: each run reserves at books under its own id
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("orders") as batch:
+        batch.add_column(sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("orders") as batch:
+        batch.drop_column("attempt")

@@ -1,0 +1,118 @@
+"""Two sagas of one order (the live one and recovery) never both decide. Confirming and
+starting to compensate both need a PENDING order without a reason, so the first saga to do
+either wins and the other follows it: it never releases a confirmed order's stock, and never
+confirms an order whose stock is being released."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from chassis import ServiceClient
+from chassis.db import Database
+from shop import domain, persistence
+from shop.app import ShopComponents
+from shop.recovery import recover_pending
+
+if TYPE_CHECKING:
+    from conftest import BooksProcess, Catalog, MakeShop
+
+pytestmark = pytest.mark.postgres
+
+RESERVATIONS = "/books/{book_id}/reservations"
+NO_RECOVERY_ROUNDS = {"ORDERS__RECOVERY_INTERVAL_SECONDS": "3600"}
+
+
+@pytest.fixture
+def parts(make_shop: MakeShop) -> tuple[Database, ServiceClient]:
+    shop = make_shop(**NO_RECOVERY_ROUNDS)
+    service = shop.app
+    return service.database, service.component(ShopComponents).books  # type: ignore[attr-defined]
+
+
+def pending_order(database: Database, *items: tuple[int, int]) -> dict[str, Any]:
+    order_id = str(uuid.uuid4())
+    with database.session_scope() as session:
+        persistence.insert_pending(
+            session,
+            order_id=order_id,
+            items=[{"book_id": b, "quantity": q, "unit_price": Decimal("9.99")} for b, q in items],
+            total=Decimal("0"),
+            idempotency_key=None,
+            fingerprint="test",
+        )
+    return fetch(database, order_id)
+
+
+def fetch(database: Database, order_id: str) -> dict[str, Any]:
+    with database.session_scope() as session:
+        order = persistence.fetch_order(session, order_id=order_id)
+    assert order is not None
+    return order
+
+
+def settle(database: Database, books: ServiceClient, order: dict[str, Any]) -> domain.Settlement:
+    with database.session_scope() as session:
+        return domain.settle(session, books, order=order, budget_seconds=30)
+
+
+def test_a_saga_whose_order_another_is_compensating_releases_instead_of_confirming(
+    parts: tuple[Database, ServiceClient], catalog: Catalog
+) -> None:
+    database, books = parts
+    book = catalog.add_book(stock=5)
+    order = pending_order(database, (book, 2))
+    with database.session_scope() as session:  # the other saga gave up first
+        assert persistence.start_compensating(
+            session, order_id=order["id"], reason="books_unavailable: it timed out"
+        )
+
+    outcome = settle(database, books, order)  # this one reserves everything, too late
+
+    assert (outcome.status, outcome.reason) == ("rejected", "books_unavailable: it timed out")
+    assert fetch(database, order["id"])["status"] == "rejected"
+    assert catalog.stock(book) == 5
+    assert catalog.reserve(book, order_id=order["id"], quantity=2).status_code == 409
+
+
+def test_a_saga_whose_order_another_confirmed_keeps_its_stock_reserved(
+    parts: tuple[Database, ServiceClient], catalog: Catalog, books: BooksProcess
+) -> None:
+    database, client = parts
+    book = catalog.add_book(stock=5)
+    order = pending_order(database, (book, 2))
+    assert catalog.reserve(book, order_id=order["id"], quantity=2).status_code == 201
+    with database.session_scope() as session:  # the other saga reserved and confirmed
+        assert persistence.confirm(session, order_id=order["id"])
+
+    books.inject(error_rate=1.0, status=503, routes=[RESERVATIONS])
+    try:
+        outcome = settle(database, client, order)  # this one finds books unavailable
+    finally:
+        books.heal()
+
+    assert outcome.status == "confirmed"
+    assert fetch(database, order["id"])["status"] == "confirmed"
+    assert catalog.stock(book) == 3  # not released under the confirmed order
+
+
+def test_recovery_finishes_a_compensation_without_reserving_again(
+    parts: tuple[Database, ServiceClient], catalog: Catalog
+) -> None:
+    database, books = parts
+    reserved, untouched = catalog.add_book(stock=5), catalog.add_book(stock=5)
+    order = pending_order(database, (reserved, 1), (untouched, 1))
+    assert catalog.reserve(reserved, order_id=order["id"], quantity=1).status_code == 201
+    with database.session_scope() as session:  # then the saga's process died releasing
+        persistence.start_compensating(session, order_id=order["id"], reason="out_of_stock: x")
+
+    assert recover_pending(database, books, older_than=0.0) == 1
+
+    settled = fetch(database, order["id"])
+    assert (settled["status"], settled["reason"]) == ("rejected", "out_of_stock: x")
+    assert (catalog.stock(reserved), catalog.stock(untouched)) == (5, 5)
+    # both are released at books: a reservation still on its way is refused
+    assert catalog.reserve(untouched, order_id=order["id"], quantity=1).status_code == 409
