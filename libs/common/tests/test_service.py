@@ -38,6 +38,7 @@ from chassis.testing import (
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 DURATION = "http_server_request_duration_seconds_count"
+JSON_CONTENT = {"Content-Type": "application/json"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 MakeService = Callable[..., Service]
 
@@ -366,6 +367,24 @@ def test_an_oversized_body_is_a_413(make_service: MakeService, declared: bool) -
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["detail"] == "body: the request body is larger than 100 bytes"
     assert small.json() == {"size": 100}
+
+
+def test_a_chunked_json_body_is_read_and_validated_like_a_declared_one(service: Service) -> None:
+    def chunked(body: bytes) -> Iterator[bytes]:
+        yield body[:5]
+        yield body[5:]
+
+    with service_client(service) as client:
+        created = client.post(
+            "/items", content=chunked(b'{"name": "chunked"}'), headers=JSON_CONTENT
+        )
+        invalid = client.post("/items", content=chunked(b'{"name": ""}'), headers=JSON_CONTENT)
+
+    assert "content-length" not in created.request.headers
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "chunked"
+    assert invalid.status_code == 400
+    assert "'name'" in invalid.json()["detail"]
 
 
 # -- handlers ----------------------------------------------------------------------------------

@@ -114,8 +114,26 @@ def test_a_bad_content_length_falls_back_to_counting(client: TestClient) -> None
 def test_an_answer_already_started_cannot_become_a_413() -> None:
     client = TestClient(BodyLimitMiddleware(streams_then_reads, max_body_bytes=LIMIT))
 
+    # A body of unknown length that is not chunked either (a chunked one is read up front)
     with pytest.raises(BodyTooLarge):
-        client.post("/", content=chunks(LIMIT + 50))
+        client.post("/", content=chunks(LIMIT + 50), headers={"Content-Length": "many"})
+
+
+def test_a_chunked_body_reaches_the_app_whole_with_its_length_declared() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen["headers"] = dict(scope["headers"])
+        body = await Request(scope, receive).body()
+        await JSONResponse({"size": len(body)})(scope, receive, send)
+
+    client = TestClient(BodyLimitMiddleware(app, max_body_bytes=LIMIT))
+    response = client.post("/", content=chunks(LIMIT))
+
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.json() == {"size": LIMIT}
+    assert seen["headers"][b"content-length"] == str(LIMIT).encode()
+    assert b"transfer-encoding" not in seen["headers"]
 
 
 def test_other_scopes_pass_through(reader: Reader) -> None:

@@ -1,4 +1,6 @@
-"""Refuses request bodies over a size limit with 413, before anything parses them."""
+"""Refuses request bodies over a size limit with 413, before anything parses them, and gives a
+chunked body (no Content-Length) its length: connexion's body validation reads a missing
+Content-Length as "no body" and would answer 400 "RequestBody is required"."""
 
 from __future__ import annotations
 
@@ -32,6 +34,12 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.max_body_bytes:
             await self._refuse(scope, receive, send)
             return
+        if declared is None and _is_chunked(scope):
+            try:
+                scope, receive = await self._buffered(scope, receive)
+            except BodyTooLarge:
+                await self._refuse(scope, receive, send)
+                return
         received = 0
         response_started = False
 
@@ -56,6 +64,26 @@ class BodyLimitMiddleware:
                 raise
             await self._refuse(scope, receive, send)
 
+    async def _buffered(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+        """Reads the whole chunked body (bounded by the limit) and declares its length."""
+        chunks: list[bytes] = []
+        size = 0
+        more_body = True
+        while more_body:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: let the app see it
+                return scope, _replay([message], receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge(self.max_body_bytes)
+            chunks.append(chunk)
+            more_body = message.get("more_body", False)
+        headers = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
+        headers.append((b"content-length", str(size).encode()))
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return {**scope, "headers": headers}, _replay([body], receive)
+
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await render_problem(BodyTooLarge(self.max_body_bytes))(scope, receive, send)
 
@@ -68,3 +96,20 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _is_chunked(scope: Scope) -> bool:
+    return any(
+        name == b"transfer-encoding" and b"chunked" in value.lower()
+        for name, value in scope["headers"]
+    )
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive channel that gives ``messages`` first, then the client's own."""
+    pending = list(messages)
+
+    async def replaying_receive() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replaying_receive
