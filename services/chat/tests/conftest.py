@@ -13,6 +13,8 @@ problem           checks a problem+json answer (status, trace id, the field its 
 chat_processes    starts real ``chat serve`` processes on free ports and kills leftovers after
 chat, module_chat one ``chat serve`` on SQLite with books = the fake (per test / per module)
 sse               reads Server-Sent Events from an httpx streaming response
+follow_while_posting
+                  follows a room while threads post to it concurrently: (ids received, ids posted)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -406,3 +409,41 @@ def _event(fields: dict[str, list[str]], comments: list[str]) -> Event:
 @pytest.fixture
 def sse() -> type[EventReader]:
     return EventReader
+
+
+def follow_while_posting(
+    base_url: str, room: str, post_urls: list[str], *, posters: int, each: int
+) -> tuple[list[int], list[int]]:
+    """Follows ``room`` on ``base_url`` while ``posters`` threads each post ``each`` messages
+    to it, through ``post_urls`` in turn; returns (ids received live in order, ids posted
+    sorted)."""
+
+    def post_many(worker: int) -> list[int]:
+        ids = []
+        with httpx.Client(timeout=30) as client:
+            for n in range(each):
+                post_url = post_urls[(worker + n) % len(post_urls)]
+                response = client.post(
+                    f"{post_url}/rooms/{room}/messages",
+                    json={"author": f"poster {worker}", "text": f"message {n}"},
+                )
+                assert response.status_code == 201, response.text
+                ids.append(response.json()["id"])
+        return ids
+
+    with (
+        httpx.Client(base_url=base_url, timeout=httpx.Timeout(10, read=60)) as client,
+        client.stream("GET", f"/rooms/{room}/events") as response,
+    ):
+        assert response.status_code == 200
+        events = EventReader(response)
+        assert "following" in events.next().comments
+        with ThreadPoolExecutor(posters) as pool:
+            posted = [i for ids in pool.map(post_many, range(posters)) for i in ids]
+        received = [int(events.next_message().id or 0) for _ in posted]
+    return received, sorted(posted)
+
+
+@pytest.fixture(name="follow_while_posting")
+def _follow_while_posting() -> Callable[..., tuple[list[int], list[int]]]:
+    return follow_while_posting

@@ -153,3 +153,47 @@ def test_failed_lookups_are_not_cached(make_client: MakeClient, closed_port: int
         http_request_method="GET",
     )
     assert calls == 2
+
+
+def room_titles(client: TestClient) -> dict[str, str]:
+    """Titles as stored (listing rooms never asks books)."""
+    return {room["name"]: room["title"] for room in client.get("/rooms").json()["items"]}
+
+
+# Every post asks books (nothing cached), once, and nothing stands between chat and books.
+ASK_EVERY_TIME = {
+    "BOOK_CACHE__FOUND_SECONDS": "0",
+    "DEPENDENCIES__BOOKS__BREAKER__ENABLED": "false",
+    "DEPENDENCIES__BOOKS__RETRY__MAX_ATTEMPTS": "1",
+}
+
+
+def test_a_placeholder_room_title_is_replaced_when_a_later_post_finds_the_book(
+    make_client: MakeClient, fake_books: Any
+) -> None:
+    fake_books.close()
+    client = make_client(fake_books.base_url, **ASK_EVERY_TIME)
+    assert post(client, "book-1", "books is away")["verified"] is False
+    assert room_titles(client) == {"book-1": "Book 1"}
+
+    fake_books.restart()
+    assert post(client, "book-1", "books is back")["verified"] is True
+    assert room_titles(client) == {"book-1": "Book 1: Dune"}
+
+    fake_books.close()  # an unanswered lookup never puts the placeholder back
+    assert post(client, "book-1", "books is away again")["verified"] is False
+    assert room_titles(client) == {"book-1": "Book 1: Dune"}
+
+
+def test_reading_a_placeholder_room_replaces_its_title_once_books_answers(
+    make_client: MakeClient, fake_books: Any
+) -> None:
+    fake_books.close()
+    client = make_client(fake_books.base_url, **ASK_EVERY_TIME)
+    post(client, "book-2", "books is away")
+    assert client.get("/rooms/book-2").json()["title"] == "Book 2"  # still away
+
+    fake_books.restart()
+
+    assert client.get("/rooms/book-2").json()["title"] == "Book 2: Solaris"
+    assert room_titles(client) == {"book-2": "Book 2: Solaris"}

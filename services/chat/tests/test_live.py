@@ -97,3 +97,35 @@ def test_a_bad_last_event_id_is_refused_naming_it(
 ) -> None:
     response = client.get("/rooms/book-1/events", headers={"Last-Event-ID": last_event_id})
     problem(response, 400, "Last-Event-ID")
+
+
+def test_a_catch_up_beyond_the_limit_ends_the_stream_to_continue_on_reconnect(
+    chat_processes: Any, database_url: str, fake_books: Any, sse: Any
+) -> None:
+    """Catch-up is capped (memory stays bounded): a stream that sent as many as it may ends,
+    and the client's reconnect with the last id it got continues where it stopped."""
+    chat = chat_processes.start(database_url, fake_books.base_url, LIVE__CATCH_UP_LIMIT="3")
+    seen = post(chat.base_url, "book-1", "seen")
+    missed = [post(chat.base_url, "book-1", f"missed {n}")["id"] for n in range(7)]
+
+    received: list[int] = []
+    with httpx.Client(base_url=chat.base_url, timeout=30) as client:
+        for _ in range(2):
+            headers = {"Last-Event-ID": str(received[-1] if received else seen["id"])}
+            with client.stream("GET", "/rooms/book-1/events", headers=headers) as response:
+                assert response.status_code == 200
+                lines = list(response.iter_lines())  # the server ends this stream by itself
+            ids = [int(line.removeprefix("id: ")) for line in lines if line.startswith("id: ")]
+            assert len(ids) == 3, lines
+            assert "retry: 100" in lines  # reconnect soon: there is more to catch up
+            received += ids
+
+        headers = {"Last-Event-ID": str(received[-1])}
+        with client.stream("GET", "/rooms/book-1/events", headers=headers) as response:
+            events = sse(response)
+            assert "following" in events.next().comments
+            received.append(int(events.next_message().id))  # the rest fits: the stream stays
+            live = post(chat.base_url, "book-1", "live")
+            assert events.next_message().json() == live
+
+    assert received == missed

@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
 
 from chassis.migrations import upgrade
 from chassis.testing.postgres import PostgresServer
+from chat import persistence
 from chat.settings import SERVICE_DIR
 
 pytestmark = pytest.mark.postgres
@@ -39,9 +42,9 @@ def wait_for_live_feed(base_url: str, seconds: float = 10) -> dict[str, Any]:
 
 
 @contextmanager
-def following(base_url: str, room: str, sse: Any) -> Iterator[Any]:
+def following(base_url: str, room: str, sse: Any, *, timeout: float = 5) -> Iterator[Any]:
     with (
-        httpx.Client(base_url=base_url, timeout=5) as client,
+        httpx.Client(base_url=base_url, timeout=timeout) as client,
         client.stream("GET", f"/rooms/{room}/events") as response,
     ):
         assert response.status_code == 200
@@ -51,24 +54,32 @@ def following(base_url: str, room: str, sse: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
+def replica_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh database the replicas share, migrated once before either starts."""
+    url = postgres_server.create_database()
+    upgrade(SERVICE_DIR / "migrations", url)
+    yield url
+    postgres_server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
 def replicas(
-    postgres_server: PostgresServer,
+    replica_database: str,
     tmp_path_factory: pytest.TempPathFactory,
     module_fake_books: Any,
     chat_process_pool: Any,
 ) -> Iterator[tuple[Any, Any]]:
-    """Two ``chat serve`` on one fresh database, migrated once before either starts."""
-    url = postgres_server.create_database()
-    upgrade(SERVICE_DIR / "migrations", url)
+    """Two ``chat serve`` on one database."""
     processes = chat_process_pool(tmp_path_factory.mktemp("replicas"))
     try:
-        pair = [processes.start(url, module_fake_books.base_url, wait=False) for _ in "ab"]
+        pair = [
+            processes.start(replica_database, module_fake_books.base_url, wait=False) for _ in "ab"
+        ]
         for replica in pair:
             replica.wait_until_ready()
         yield pair[0], pair[1]
     finally:
         processes.stop_all()
-        postgres_server.drop_database(url.rsplit("/", 1)[1])
 
 
 def test_each_replica_listens_to_the_live_feed(replicas: tuple[Any, Any]) -> None:
@@ -138,3 +149,68 @@ def test_a_replica_catches_up_a_follower_with_messages_posted_elsewhere(
         assert [events.next_message().json() for _ in missed] == missed
         live = post(replica_a.base_url, "book-3", "live, via A")
         assert events.next_message().json() == live
+
+
+def test_concurrent_posts_to_both_replicas_reach_a_follower_gap_free_and_in_order(
+    replicas: tuple[Any, Any], follow_while_posting: Any
+) -> None:
+    replica_a, replica_b = replicas
+    for replica in replicas:
+        wait_for_live_feed(replica.base_url)
+
+    received, posted = follow_while_posting(
+        replica_a.base_url, "book-5", [replica_a.base_url, replica_b.base_url], posters=6, each=10
+    )
+
+    assert received == posted  # every id, each once, in id order
+
+
+def test_followers_get_what_was_posted_while_the_live_feed_reconnected(
+    replicas: tuple[Any, Any], replica_database: str, sse: Any
+) -> None:
+    replica_a, replica_b = replicas
+    for replica in replicas:
+        wait_for_live_feed(replica.base_url)
+    post(replica_a.base_url, "book-4", "before")
+
+    with ExitStack() as stack:
+        on_a = stack.enter_context(following(replica_a.base_url, "book-4", sse, timeout=30))
+        on_b = stack.enter_context(following(replica_b.base_url, "book-4", sse, timeout=30))
+        missed = commit_while_nobody_listens(replica_database, "book-4", "while nobody listened")
+
+        for events in (on_a, on_b):
+            assert events.next_message().id == str(missed["id"])
+        for replica in replicas:
+            wait_for_live_feed(replica.base_url, seconds=30)
+        later = post(replica_b.base_url, "book-4", "after")
+        for events in (on_a, on_b):
+            assert events.next_message().json() == later  # nothing repeated in between
+
+
+def commit_while_nobody_listens(database_url: str, room: str, text_: str) -> dict[str, Any]:
+    """Posts a message (row and notice) in a transaction that first ends every replica's
+    LISTEN connection: the notice goes out at commit, while the replicas are reconnecting."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            listeners = session.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query = :listen"
+                ),
+                {"listen": f"LISTEN {persistence.NOTIFY_CHANNEL}"},
+            ).all()
+            assert len(listeners) == 2, listeners
+            message = persistence.insert_message(
+                session, room=room, author="ann", text_=text_, verified=True
+            )
+            persistence.announce(session, room=room, message_id=message["id"])
+            for pid in listeners:  # waits (up to 10 s) until the backend has gone
+                ended = session.scalar(
+                    text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}
+                )
+                assert ended is True
+            session.commit()
+    finally:
+        engine.dispose()
+    return message

@@ -11,9 +11,10 @@ from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.engine import make_url
 
 from chassis import Service
+from chassis.db import Database
 from chat import persistence
 from chat.books_api import BookDirectory
-from chat.live import Broker, Fetch, LiveFeed, PgListener
+from chat.live import Broker, LiveFeed, PgListener
 from chat.settings import SERVICE_DIR, ChatSettings, load
 
 PAGE = SERVICE_DIR / "web" / "index.html"
@@ -57,10 +58,13 @@ def create_service(
     service.on_startup(lambda _: broker.bind(asyncio.get_running_loop()))
     service.shutdown.on_begin(broker.close)  # streams end at once; clients reconnect elsewhere
     if postgres:
-        listener = PgListener(_psycopg_dsn(service.database.url), _fetcher(service), broker)
+        listener = PgListener(
+            _psycopg_dsn(service.database.url), DatabaseMessages(service.database), broker
+        )
         service.add_check(listener)
         service.on_startup(lambda _: listener.start())
-        service.on_shutdown(lambda _: listener.stop())
+        # Off the event loop: the listener may be waiting for the loop (Broker.positions).
+        service.on_shutdown(lambda _: asyncio.to_thread(listener.stop))
     return service
 
 
@@ -68,9 +72,16 @@ def _psycopg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _fetcher(service: Service) -> Fetch:
-    def fetch(message_id: int) -> dict[str, Any] | None:
-        with service.database.session_scope() as session:
+class DatabaseMessages:
+    """The listener's reads (``chat.live.StoredMessages``), each in a short session."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def one(self, message_id: int) -> dict[str, Any] | None:
+        with self.database.session_scope() as session:
             return persistence.fetch_message(session, message_id=message_id)
 
-    return fetch
+    def after(self, room: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        with self.database.session_scope() as session:
+            return persistence.fetch_after(session, room=room, after=after, limit=limit)

@@ -23,7 +23,7 @@ def book_id_of(room: str) -> int | None:
 def get_room(session: Session, books: BookDirectory, *, name: str) -> dict[str, Any]:
     room = persistence.fetch_room(session, name=name)
     if room is not None:
-        return room
+        return _with_book_title(session, books, room)
     book_id = book_id_of(name)
     if book_id is None:
         raise NotFoundError(f"room: there is no room {name!r}", field="room")
@@ -50,7 +50,7 @@ def create_room(session: Session, *, name: str, title: str) -> dict[str, Any]:
 def post_message(
     session: Session, books: BookDirectory, feed: LiveFeed, *, room: str, author: str, text: str
 ) -> dict[str, Any]:
-    """Stores the message and hands it to the live feed once it is committed."""
+    """Stores the message and hands it to the live feed as it commits."""
     verified: bool | None = None
     book_id = book_id_of(room)
     if book_id is not None:
@@ -58,16 +58,21 @@ def post_message(
         if lookup.exists is False:
             raise NotFoundError(f"room: there is no book {book_id}", field="room")
         verified = lookup.exists is True
-        title = _book_room(room, book_id, lookup.title)["title"]
-        persistence.ensure_room(session, name=room, title=title, kind="book", book_id=book_id)
-    elif persistence.fetch_room(session, name=room) is None:
+        persistence.ensure_room(
+            session,
+            name=room,
+            title=book_room_title(book_id, lookup.title),
+            kind="book",
+            book_id=book_id,
+            refresh_title=lookup.title is not None,  # never put a placeholder back
+        )
+    # Held until the commit: ids of one room become visible in id order (Last-Event-ID).
+    if not persistence.lock_room(session, name=room):
         raise NotFoundError(f"room: there is no room {room!r}", field="room")
     message = persistence.insert_message(
         session, room=room, author=author.strip(), text_=text, verified=verified
     )
-    feed.within_transaction(session, message)
-    session.commit()
-    feed.after_commit(message)
+    feed.commit(session, message)
     return message
 
 
@@ -81,14 +86,48 @@ def list_messages(
     return page, page[-1]["id"] if more else None
 
 
-def missed_messages(session: Session, *, room: str, after: int) -> list[dict[str, Any]]:
-    return persistence.fetch_after(session, room=room, after=after, limit=1000)
+def resume_point(
+    session: Session, books: BookDirectory, *, room: str, last_seen: int | None
+) -> int:
+    """The id a follower's stream continues after: its ``Last-Event-ID``, or the room's newest
+    message for a new follower. An id beyond the newest (another database's) means the newest."""
+    get_room(session, books, name=room)
+    latest = persistence.latest_message_id(session, room=room)
+    return latest if last_seen is None else min(last_seen, latest)
+
+
+def missed_messages(
+    session: Session, *, room: str, after: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to ``limit`` messages after ``after``, oldest first, and whether more follow."""
+    found = persistence.fetch_after(session, room=room, after=after, limit=limit + 1)
+    return found[:limit], len(found) > limit
+
+
+def book_room_title(book_id: int, title: str | None) -> str:
+    """``title`` is None when books could not be asked: a placeholder until it can."""
+    return f"Book {book_id}: {title}" if title else f"Book {book_id}"
+
+
+def _with_book_title(
+    session: Session, books: BookDirectory, room: dict[str, Any]
+) -> dict[str, Any]:
+    """A book room created while books was unreachable has a placeholder title: ask again."""
+    book_id = room["book_id"]
+    if room["kind"] != "book" or room["title"] != book_room_title(book_id, None):
+        return room
+    title = books.lookup(book_id).title
+    if title is None:
+        return room
+    room = {**room, "title": book_room_title(book_id, title)}
+    persistence.set_title(session, name=room["name"], title=room["title"])
+    return room
 
 
 def _book_room(name: str, book_id: int, title: str | None) -> dict[str, Any]:
     return {
         "name": name,
-        "title": f"Book {book_id}: {title}" if title else f"Book {book_id}",
+        "title": book_room_title(book_id, title),
         "kind": "book",
         "book_id": book_id,
         "created_at": None,

@@ -21,6 +21,10 @@ from chat.app import ChatComponents
 from chat.live import CLOSED, Follower, TooManyFollowers
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_START = b"retry: 2000\n: following\n\n"
+# After a capped catch-up: ask the client to come back at once (the next stream restores the
+# usual delay) for the rest.
+STREAM_TO_CONTINUE = b"retry: 100\n: more to catch up: reconnect with Last-Event-ID\n\n"
 
 
 async def page() -> Response:
@@ -66,24 +70,33 @@ def post_message(room: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 async def follow_room(room: str) -> Response:
     service = current_service()
     parts = service.component(ChatComponents)
-    await service.in_session(lambda session: domain.get_room(session, parts.books, name=room))
     last_seen = connexion.request.headers.get("last-event-id")
+    after = await service.in_session(
+        domain.resume_point, parts.books, room=room, last_seen=int(last_seen) if last_seen else None
+    )
     try:
-        follower = parts.broker.subscribe(room)  # before the catch-up query: nothing slips by
+        # Before the catch-up query: whatever commits meanwhile arrives live, nothing slips by.
+        follower = parts.broker.subscribe(room, after=after)
     except TooManyFollowers:
         raise ServiceUnavailable(
             "room: this replica follows as many rooms as it may", retry_after_seconds=5
         ) from None
-    missed: list[dict[str, Any]] = []
     try:
-        if last_seen:
-            missed = await service.in_session(
-                domain.missed_messages, room=room, after=int(last_seen)
-            )
+        missed, more = await service.in_session(
+            domain.missed_messages, room=room, after=after, limit=parts.settings.live.catch_up_limit
+        )
     except BaseException:
         parts.broker.unsubscribe(follower)
         raise
-    stream = _events(follower, missed, parts.settings.live.heartbeat_seconds)
+    caught_up_to = missed[-1]["id"] if missed else after
+    follower.advance(caught_up_to)  # the broker need not queue these again
+    stream = _events(
+        follower,
+        missed,
+        caught_up_to=caught_up_to,
+        more=more,
+        heartbeat=parts.settings.live.heartbeat_seconds,
+    )
     # The background task unsubscribes even when the client leaves before the stream starts
     # (an unstarted generator never runs its finally); unsubscribing twice is harmless.
     return StreamingResponse(
@@ -95,14 +108,24 @@ async def follow_room(room: str) -> Response:
 
 
 async def _events(
-    follower: Follower, missed: list[dict[str, Any]], heartbeat: float
+    follower: Follower,
+    missed: list[dict[str, Any]],
+    *,
+    caught_up_to: int,
+    more: bool,
+    heartbeat: float,
 ) -> AsyncIterator[bytes]:
+    """The catch-up, then live messages. A capped catch-up ends the stream instead: the
+    client's reconnect continues it, and no stream holds more than one batch."""
     broker = current_service().component(ChatComponents).broker
+    sent = caught_up_to
     try:
-        yield b"retry: 2000\n: following\n\n"
+        yield STREAM_START
         for message in missed:
-            follower.delivered.add(message["id"])
             yield sse(message)
+        if more:
+            yield STREAM_TO_CONTINUE
+            return
         while True:
             try:
                 message = await asyncio.wait_for(follower.queue.get(), heartbeat)
@@ -111,8 +134,9 @@ async def _events(
                 continue
             if message is CLOSED:
                 return
-            if message["id"] in follower.delivered:
+            if message["id"] <= sent:
                 continue  # both caught up from the database and announced live
+            sent = message["id"]
             yield sse(message)
     finally:
         broker.unsubscribe(follower)

@@ -9,6 +9,12 @@
 Followers cost a queue and a coroutine, not a thread, so one process holds thousands of them
 while ordinary requests keep their latency. A follower that falls more than its buffer behind
 is cut off; its browser reconnects with Last-Event-ID and misses nothing.
+
+Within a room, messages reach the broker in id order (posts to a room commit one at a time, and
+are published in commit order), so a follower only needs the last id it got: anything at or
+below it is a repeat. When the LISTEN connection drops, the notices sent until it is back are
+lost; once listening again, PgListener reads from the database what each followed room got
+after the last id its followers have.
 """
 
 from __future__ import annotations
@@ -17,9 +23,8 @@ import asyncio
 import select
 import threading
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg2
 import psycopg2.extensions
@@ -36,8 +41,13 @@ CLOSED: dict[str, Any] = {"closed": True}  # sentinel that ends a stream
 class Follower:
     room: str
     queue: asyncio.Queue[dict[str, Any]]
+    # The newest message id this follower has or has queued: the broker skips repeats below it,
+    # and the listener catches the room up from the smallest of them.
+    last_id: int = 0
     cut_off: bool = False
-    delivered: set[int] = field(default_factory=set)
+
+    def advance(self, message_id: int) -> None:
+        self.last_id = max(self.last_id, message_id)
 
 
 class TooManyFollowers(Exception):
@@ -62,10 +72,11 @@ class Broker:
     def followers(self) -> int:
         return self._count
 
-    def subscribe(self, room: str) -> Follower:
+    def subscribe(self, room: str, *, after: int) -> Follower:
+        """A follower of ``room`` that has every message up to id ``after``."""
         if self._count >= self.max_followers:
             raise TooManyFollowers
-        follower = Follower(room, asyncio.Queue(maxsize=self.buffer))
+        follower = Follower(room, asyncio.Queue(maxsize=self.buffer), last_id=after)
         if self._closed:  # shutting down: the stream ends at once, the client reconnects elsewhere
             follower.queue.put_nowait(CLOSED)
             return follower
@@ -93,14 +104,43 @@ class Broker:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._close_all)
 
+    def cut_off_room(self, room: str) -> None:
+        """Ends the streams of a room (thread-safe); they reconnect and catch up from the
+        database."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._cut_off_room, room)
+
+    def positions(self, timeout: float = 5.0) -> dict[str, int]:
+        """Thread-safe: for each room with followers, the id every one of them has got to."""
+        if self._loop is None or self._loop.is_closed():
+            return {}
+        return asyncio.run_coroutine_threadsafe(self._positions(), self._loop).result(timeout)
+
+    async def _positions(self) -> dict[str, int]:
+        return {
+            room: min(follower.last_id for follower in followers)
+            for room, followers in self._rooms.items()
+        }
+
     def _deliver(self, message: dict[str, Any]) -> None:
         for follower in list(self._rooms.get(message["room"], ())):
+            if message["id"] <= follower.last_id:
+                continue  # caught up from the database already
             try:
                 follower.queue.put_nowait(message)
             except asyncio.QueueFull:
-                follower.cut_off = True
-                self.unsubscribe(follower)
-                _force(follower.queue, CLOSED)
+                self._cut_off(follower)
+            else:
+                follower.advance(message["id"])
+
+    def _cut_off_room(self, room: str) -> None:
+        for follower in list(self._rooms.get(room, ())):
+            self._cut_off(follower)
+
+    def _cut_off(self, follower: Follower) -> None:
+        follower.cut_off = True
+        self.unsubscribe(follower)
+        _force(follower.queue, CLOSED)
 
     def _close_all(self) -> None:
         for followers in list(self._rooms.values()):
@@ -124,28 +164,41 @@ class LiveFeed:
     def __init__(self, broker: Broker, *, postgres: bool) -> None:
         self.broker = broker
         self.postgres = postgres
+        self._in_commit_order = threading.Lock()
 
-    def within_transaction(self, session: Session, message: dict[str, Any]) -> None:
+    def commit(self, session: Session, message: dict[str, Any]) -> None:
+        """Commits the posting transaction (the poster holds its room's lock) and passes the
+        message on in commit order, which within a room is id order."""
         if self.postgres:
+            # PostgreSQL delivers notices at commit, in commit order.
             persistence.announce(session, room=message["room"], message_id=message["id"])
-
-    def after_commit(self, message: dict[str, Any]) -> None:
-        if not self.postgres:
+            session.commit()
+            return
+        # SQLite commits one writer at a time; without the lock two posters could publish in
+        # the other order, and followers skip an id lower than one they already have.
+        with self._in_commit_order:
+            session.commit()
             self.broker.publish(message)
 
 
-Fetch = Callable[[int], dict[str, Any] | None]
+class StoredMessages(Protocol):
+    """What the listener reads from the database, each call in a session of its own."""
+
+    def one(self, message_id: int) -> dict[str, Any] | None: ...
+
+    def after(self, room: str, *, after: int, limit: int) -> list[dict[str, Any]]: ...
 
 
 class PgListener:
-    """LISTENs on its own connection and publishes every announced message to the broker."""
+    """LISTENs on its own connection and publishes every announced message to the broker;
+    after reconnecting it first publishes what was committed while nobody listened."""
 
     name = "live_feed"
     critical = False
 
-    def __init__(self, dsn: str, fetch: Fetch, broker: Broker) -> None:
+    def __init__(self, dsn: str, messages: StoredMessages, broker: Broker) -> None:
         self.dsn = dsn
-        self.fetch = fetch
+        self.messages = messages
         self.broker = broker
         self.listening = threading.Event()
         self._stop = threading.Event()
@@ -179,6 +232,7 @@ class PgListener:
             connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {persistence.NOTIFY_CHANNEL}")
+            self._catch_up()  # after LISTEN: whatever commits from now on is announced
             self.listening.set()
             while not self._stop.is_set():
                 ready, _, _ = select.select([connection], [], [], 1.0)
@@ -187,9 +241,20 @@ class PgListener:
                 connection.poll()
                 while connection.notifies:
                     notice = connection.notifies.pop(0)
-                    message = self.fetch(int(notice.payload))
+                    message = self.messages.one(int(notice.payload))
                     if message is not None:
                         self.broker.publish(message)
         finally:
             self.listening.clear()
             connection.close()
+
+    def _catch_up(self) -> None:
+        """Publishes what each followed room got after the last id all its followers have
+        (the notices of a connection that dropped are lost). Followers skip the repeats."""
+        for room, after in self.broker.positions().items():
+            missed = self.messages.after(room, after=after, limit=self.broker.buffer + 1)
+            if len(missed) > self.broker.buffer:  # more than their queues hold
+                self.broker.cut_off_room(room)  # they reconnect with Last-Event-ID
+                continue
+            for message in missed:
+                self.broker.publish(message)

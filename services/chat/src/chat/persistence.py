@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -85,14 +86,50 @@ def insert_room(session: Session, *, name: str, title: str, kind: str, book_id: 
         raise RoomExists from exc
 
 
-def ensure_room(session: Session, *, name: str, title: str, kind: str, book_id: int | None) -> None:
-    """Creates the room unless it exists (concurrent posters may race to create it)."""
+def ensure_room(
+    session: Session,
+    *,
+    name: str,
+    title: str,
+    kind: str,
+    book_id: int | None,
+    refresh_title: bool = False,
+) -> None:
+    """Creates the room unless it exists (concurrent posters may race to create it); with
+    ``refresh_title`` an existing room takes ``title`` too."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(rooms)
-        .values(name=name, title=title, kind=kind, book_id=book_id, created_at=now())
-        .on_conflict_do_nothing(index_elements=["name"])
+    statement = dialect.insert(rooms).values(
+        name=name, title=title, kind=kind, book_id=book_id, created_at=now()
     )
+    if refresh_title:  # the WHERE spares the write (and its row version) when nothing changed
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"title": statement.excluded.title},
+                where=rooms.c.title != statement.excluded.title,
+            )
+        )
+    else:
+        session.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
+
+
+def set_title(session: Session, *, name: str, title: str) -> None:
+    session.execute(
+        update(rooms).where(rooms.c.name == name, rooms.c.title != title).values(title=title)
+    )
+
+
+def lock_room(session: Session, *, name: str) -> bool:
+    """Locks the room's row until the transaction ends; False when there is no such room.
+
+    Posts to one room then insert and commit one at a time, so their ids become visible in id
+    order (a follower resuming after id N can never miss a smaller id committed later).
+    PostgreSQL needs the lock; SQLite ignores FOR UPDATE as it serialises writers anyway.
+    """
+    locked = session.execute(
+        select(rooms.c.name).where(rooms.c.name == name).with_for_update()
+    ).first()
+    return locked is not None
 
 
 def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
@@ -137,6 +174,14 @@ def announce(session: Session, *, room: str, message_id: int) -> None:
 def fetch_message(session: Session, *, message_id: int) -> dict[str, Any] | None:
     row = session.execute(select(messages).where(messages.c.id == message_id)).mappings().first()
     return dict(row) if row else None
+
+
+def latest_message_id(session: Session, *, room: str) -> int:
+    """The room's newest message id, 0 when it has none."""
+    latest = session.execute(
+        select(func.coalesce(func.max(messages.c.id), 0)).where(messages.c.room == room)
+    ).scalar_one()
+    return int(latest)
 
 
 def fetch_page(

@@ -16,6 +16,9 @@ class LiveSection(Section):
     # Messages a slow follower may lag behind before its stream is closed (it reconnects).
     follower_buffer: int = Field(default=256, ge=1)
     max_followers: int = Field(default=2000, ge=1)
+    # Messages one stream catches up from the database before it ends (bounds its memory);
+    # the client reconnects with the last id it got and continues.
+    catch_up_limit: int = Field(default=1000, ge=1)
 
 
 class BookCacheSection(Section):
