@@ -27,7 +27,7 @@ install: ## Install every workspace package and the dev tools from uv.lock into 
 lint: ## Check lint, formatting and types
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy libs/common/src
+	uv run mypy libs/common/src services/books/src services/shop/src services/chat/src
 
 fmt: ## Format the code and apply safe lint fixes
 	uv run ruff format .

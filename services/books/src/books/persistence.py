@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     CheckConstraint,
@@ -24,8 +24,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from chassis.db import NAMING_CONVENTION
 
@@ -133,16 +135,17 @@ def insert_book(session: Session, *, values: dict[str, Any]) -> dict[str, Any]:
 def update_book(session: Session, *, book_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
     try:
         with session.begin_nested():
-            changed = session.execute(
-                update(books).where(books.c.id == book_id).values(**values, updated_at=now())
-            ).rowcount
+            changed = _rows_changed(
+                session,
+                update(books).where(books.c.id == book_id).values(**values, updated_at=now()),
+            )
     except IntegrityError as exc:
         raise DuplicateIsbn from exc
     return fetch_book(session, book_id=book_id) if changed else None
 
 
 def delete_book(session: Session, *, book_id: int) -> bool:
-    return bool(session.execute(delete(books).where(books.c.id == book_id)).rowcount)
+    return bool(_rows_changed(session, delete(books).where(books.c.id == book_id)))
 
 
 def has_reservations(session: Session, *, book_id: int) -> bool:
@@ -263,3 +266,8 @@ def count_books(session: Session) -> int:
 
 def isbns(session: Session) -> set[str]:
     return set(session.execute(select(books.c.isbn)).scalars())
+
+
+def _rows_changed(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE changed (for those, execute returns a CursorResult)."""
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount

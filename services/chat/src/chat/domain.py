@@ -20,6 +20,10 @@ def book_id_of(room: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    return persistence.list_rooms(session, limit=limit)
+
+
 def get_room(session: Session, books: BookDirectory, *, name: str) -> dict[str, Any]:
     room = persistence.fetch_room(session, name=name)
     if room is not None:

@@ -32,7 +32,7 @@ async def page() -> Response:
 
 
 def list_rooms(limit: int = 50) -> dict[str, Any]:
-    rooms = domain.persistence.list_rooms(current_session(), limit=limit)
+    rooms = domain.list_rooms(current_session(), limit=limit)
     return {"items": [room_json(room) for room in rooms]}
 
 

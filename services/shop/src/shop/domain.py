@@ -87,7 +87,7 @@ def place_order(
         earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
         if earlier is not None:
             return _replay(session, earlier, request, replay_wait_seconds, saga)
-    items = [
+    items: list[dict[str, Any]] = [
         {"book_id": book_id, "quantity": quantity, "unit_price": price}
         for position, (book_id, quantity) in enumerate(request.items)
         for price in [books_api.price_of(books, book_id=book_id, position=position)]

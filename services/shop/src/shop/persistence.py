@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     CheckConstraint,
@@ -21,8 +21,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from chassis.db import NAMING_CONVENTION
 
@@ -146,9 +148,9 @@ def set_status(
     statement = update(orders).where(orders.c.id == order_id)
     if expected is not None:
         statement = statement.where(orders.c.status == expected)
-    changed = session.execute(
-        statement.values(status=status, reason=reason, updated_at=now())
-    ).rowcount
+    changed = _rows_changed(
+        session, statement.values(status=status, reason=reason, updated_at=now())
+    )
     return bool(changed)
 
 
@@ -165,20 +167,22 @@ def start_compensating(session: Session, *, order_id: str, reason: str) -> bool:
 
 def retry(session: Session, *, order_id: str) -> bool:
     """A REJECTED order back to PENDING for another run of its saga, under new reservations."""
-    changed = session.execute(
+    changed = _rows_changed(
+        session,
         update(orders)
         .where(orders.c.id == order_id, orders.c.status == "rejected")
-        .values(status="pending", reason=None, attempt=orders.c.attempt + 1, updated_at=now())
-    ).rowcount
+        .values(status="pending", reason=None, attempt=orders.c.attempt + 1, updated_at=now()),
+    )
     return bool(changed)
 
 
 def _move_pending(session: Session, order_id: str, **values: Any) -> bool:
-    changed = session.execute(
+    changed = _rows_changed(
+        session,
         update(orders)
         .where(orders.c.id == order_id, orders.c.status == "pending", orders.c.reason.is_(None))
-        .values(**values, updated_at=now())
-    ).rowcount
+        .values(**values, updated_at=now()),
+    )
     return bool(changed)
 
 
@@ -191,15 +195,16 @@ def claim_stale(session: Session, *, status: str, older_than: timedelta) -> list
     ).scalars()
     claimed = []
     for order_id in list(candidates):
-        won = session.execute(
+        won = _rows_changed(
+            session,
             update(orders)
             .where(
                 orders.c.id == order_id,
                 orders.c.status == status,
                 orders.c.updated_at < cutoff,
             )
-            .values(updated_at=now())
-        ).rowcount
+            .values(updated_at=now()),
+        )
         if won:
             claimed.append(order_id)
     return claimed
@@ -223,3 +228,8 @@ def _items(session: Session, order_ids: list[str]) -> dict[str, list[dict[str, A
             }
         )
     return grouped
+
+
+def _rows_changed(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE changed (for those, execute returns a CursorResult)."""
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount
