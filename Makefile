@@ -37,8 +37,9 @@ test: install ## Lint, then run every test that can run on this machine (PYTEST_
 	@$(MAKE) --no-print-directory lint
 	uv run pytest $(PYTEST_ARGS) $(TEST_PATHS)
 
-bench: ## Run the benchmarks
+bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a books outage
 	uv run python bench/run.py
+	uv run python bench/breaker_outage.py
 
 books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_URL is set)
 	mkdir -p .dev
