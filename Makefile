@@ -9,6 +9,10 @@ FAULT ?=
 LOAD_USERS ?= 20
 LOAD_SECONDS ?= 60
 COMPOSE := docker compose -f deploy/compose/compose.yaml
+CHART := deploy/helm/bookshop
+# helm on PATH, else where `go install` puts it (.ci/run builds it so).
+HELM ?= $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH 2>/dev/null | cut -d: -f1)/bin/helm")
+HELM_KUBE_VERSION ?= 1.37.0
 GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 # Recipe line of the compose targets: a clear message instead of Docker's when Compose is absent.
 REQUIRE_COMPOSE = @docker compose version >/dev/null 2>&1 || { echo "make $@ needs Docker \
@@ -16,7 +20,7 @@ Engine with Compose v2 ('docker compose version' failed here); without Docker: m
 exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt test bench books dev break heal e2e load up down logs ps
+.PHONY: help install lint fmt test bench books dev break heal e2e load up down logs ps helm
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,3 +89,14 @@ logs: ## Follow the logs of the compose stack
 ps: ## List the containers of the compose stack and their health
 	$(REQUIRE_COMPOSE)
 	$(COMPOSE) --profile load ps --all
+
+helm: ## Lint (--strict) and render the Helm chart, with its default and its ci/ values
+	@test -x "$(HELM)" || { echo "make helm needs helm: go install \
+helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run shows the build flags)" >&2; exit 1; }
+	$(HELM) lint --strict --kube-version $(HELM_KUBE_VERSION) $(CHART)
+	$(HELM) lint --strict --kube-version $(HELM_KUBE_VERSION) $(CHART) -f $(CHART)/ci/full-values.yaml
+	$(HELM) template bookshop $(CHART) --kube-version $(HELM_KUBE_VERSION) >/dev/null
+	$(HELM) template bookshop $(CHART) --kube-version $(HELM_KUBE_VERSION) \
+		-f $(CHART)/ci/full-values.yaml >/dev/null
+	@echo "chart OK; objects validated against the Kubernetes schemas by: \
+uv run pytest tests/deploy/test_helm.py"

@@ -1,0 +1,692 @@
+"""deploy/helm/bookshop: a valid chart, valid Kubernetes objects, and consistent with the services.
+
+No cluster runs here, so the chart is checked by what runs without one: `helm lint` and
+`helm template` (the chart's values.schema.json included), every rendered object validated
+against the Kubernetes API schemas of the oldest and the newest version it supports
+(``kubernetes-validate`` ships them; strict: an unknown field fails), and the same consistency
+checks test_compose.py makes of the compose file: every variable a pod sets is one its settings
+read, the settings load from the pod's environment and mounted Secret files, commands are the
+services' CLI, ports and probe paths are DESIGN §4/§8's, memory matches compose.
+
+Rendered twice: with the default values and with ci/full-values.yaml (every option on). Needs
+`helm` (`go install helm.sh/helm/v3/cmd/helm@...`, what .ci/run does): skipped without it,
+failed under CI.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from deploy_support import CONTAINER_PORT, DOCKERFILE, ROOT, SERVICES, load_compose
+from kubernetes_validate.utils import SchemaNotFoundError, latest_version
+from test_compose import (
+    allowed_variables,
+    image_environment,
+    memory_bytes,
+    service_dir,
+    settings_class,
+)
+
+from chassis.config import load_settings
+from chassis.endpoints import LIVE, METRICS, READY
+from chassis.testing.plugin import running_in_ci
+
+CHART = ROOT / "deploy" / "helm" / "bookshop"
+FULL_VALUES = CHART / "ci" / "full-values.yaml"
+SCENARIOS = {"default": (), "full": ("-f", str(FULL_VALUES))}
+RELEASE = "bookshop"
+NAMESPACE = "shop-ns"
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+# The oldest Kubernetes the chart accepts (Chart.yaml kubeVersion) and the newest with schemas.
+OLDEST_KUBE = re.fullmatch(r">=\s*(\d+\.\d+)\.0-0", CHART_META["kubeVersion"]).group(1)  # type: ignore[union-attr]
+KUBE_VERSIONS = (OLDEST_KUBE, latest_version().rsplit(".", 1)[0])
+# Kinds without a Kubernetes API schema: Prometheus Operator's CRD, checked below instead.
+CUSTOM_KINDS = {"ServiceMonitor"}
+MEBIBYTE = 1024 * 1024
+_QUANTITY = {"Ki": 1024, "Mi": MEBIBYTE, "Gi": 1024 * MEBIBYTE, "": 1}
+
+
+# -- helm -----------------------------------------------------------------------------------------
+
+
+def find_helm() -> str | None:
+    """helm on PATH, or where `go install` puts it (GOBIN, else GOPATH/bin, else ~/go/bin)."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    gopath = os.environ.get("GOPATH", str(Path.home() / "go")).split(os.pathsep)[0]
+    candidate = Path(os.environ.get("GOBIN") or Path(gopath) / "bin") / "helm"
+    return str(candidate) if candidate.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    path = find_helm()
+    if path is None:
+        message = "`helm` is not installed: go install helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run)"
+        if running_in_ci():
+            pytest.fail(f"CI requires it: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, *args], capture_output=True, text=True, check=False, timeout=60)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A duplicated key is an error (Kubernetes would keep one of the two silently)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys = [loader.construct_object(key) for key, _ in node.value]
+    duplicated = {key for key in keys if keys.count(key) > 1}
+    if duplicated:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"duplicated keys {sorted(duplicated)}", node.start_mark
+        )
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def template(helm: str, *args: str, kube: str = KUBE_VERSIONS[-1]) -> list[dict[str, Any]]:
+    result = run_helm(
+        helm,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        f"{kube}.0",
+        "--include-crds",
+        *args,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.load_all(result.stdout, Loader=_UniqueKeyLoader) if doc]
+
+
+@functools.cache
+def _rendered(helm: str, scenario: str, kube: str) -> tuple[dict[str, Any], ...]:
+    return tuple(template(helm, *SCENARIOS[scenario], kube=kube))
+
+
+@pytest.fixture(scope="module", params=list(SCENARIOS))
+def scenario(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def objects(helm: str, scenario: str) -> tuple[dict[str, Any], ...]:
+    return _rendered(helm, scenario, KUBE_VERSIONS[-1])
+
+
+def console_script(service: str) -> str:
+    pyproject = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+    (script,) = pyproject["project"]["scripts"]
+    return str(script)
+
+
+def of_kind(objects: tuple[dict[str, Any], ...], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    names = [variable["name"] for variable in container.get("env", [])]
+    assert len(names) == len(set(names)), f"{container['name']}: duplicated {names}"
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+def quantity_bytes(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([KMG]i)?", value).groups()  # type: ignore[union-attr]
+    return int(number) * _QUANTITY[unit or ""]
+
+
+# -- the chart itself -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
+def test_helm_lint(helm: str, scenario: str, strict: bool) -> None:
+    result = run_helm(
+        helm,
+        "lint",
+        str(CHART),
+        "--kube-version",  # deprecated APIs are checked against it
+        f"{KUBE_VERSIONS[-1]}.0",
+        *SCENARIOS[scenario],
+        *(["--strict"] * strict),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ERROR]" not in result.stdout, result.stdout
+    assert "[WARNING]" not in result.stdout, result.stdout
+
+
+def test_chart_metadata_matches_the_services() -> None:
+    assert CHART_META["apiVersion"] == "v2"
+    assert CHART_META["name"] == "bookshop"
+    for service in SERVICES:
+        pyproject = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+        assert pyproject["project"]["version"] == CHART_META["appVersion"], service
+        config = yaml.safe_load((service_dir(service) / "config.yml").read_text())
+        assert config["service"]["version"] == CHART_META["appVersion"], service
+
+
+def test_kubernetes_older_than_the_oldest_validated_is_refused(helm: str) -> None:
+    major, minor = OLDEST_KUBE.split(".")
+    result = run_helm(helm, "template", str(CHART), "--kube-version", f"{major}.{int(minor) - 1}.0")
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr
+
+
+def test_values_schema_is_a_valid_json_schema_that_accepts_the_defaults() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator.check_schema(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator(schema).validate(defaults)
+    assert schema["additionalProperties"] is False, "a misspelt top-level key must fail"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (["--set", "boks.replicaCount=3"], "boks"),  # a typo of a service
+        (["--set", "books.replicas=3"], "replicas"),
+        (["--set", "books.replicaCount=-1"], "replicaCount"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "telemetry.otlpEndpoint=jaeger:4318"], "otlpEndpoint"),
+        (["--set", "telemetry.sampler=sometimes"], "sampler"),
+        (["--set", "logging.level=LOUD"], "level"),
+        (["--set", "faults.enabled=true"], "token"),  # never without a token
+        (["--set", "faults.enabled=true,faults.token=short"], "token"),
+        (["--set", "database.create=true,database.urls.books=mysql://x"], "urls"),
+        (["--set", "terminationGracePeriodSeconds=10"], "terminationGracePeriodSeconds"),
+        (["--set", "shop.podDisruptionBudget.maxUnavailable=lots"], "maxUnavailable"),
+        (["--set", "chat.autoscaling.targetCPUUtilizationPercentage=150"], "targetCPU"),
+        (["--set-string", "books.resources.limits.memory=lots"], "memory"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else value[-1],
+)
+def test_values_schema_rejects_bad_values(helm: str, values: list[str], complaint: str) -> None:
+    for command in ("template", "lint"):
+        result = run_helm(helm, command, str(CHART), *values)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, f"helm {command} accepted {values}"
+        assert "schema" in output, output
+        assert complaint in output, output
+
+
+def test_template_guards_what_the_schema_cannot(helm: str) -> None:
+    too_few = run_helm(
+        helm,
+        "template",
+        str(CHART),
+        "--set",
+        "shop.autoscaling.enabled=true,shop.autoscaling.minReplicas=5",
+    )
+    assert too_few.returncode != 0
+    assert "minReplicas" in too_few.stderr
+    no_url = run_helm(helm, "template", str(CHART), "--set", "database.create=true")
+    assert no_url.returncode != 0
+    assert "database.urls.books is required" in no_url.stderr
+    no_host = run_helm(helm, "template", str(CHART), "--set", "ingress.enabled=true")
+    assert no_host.returncode != 0
+    assert "ingress.hosts" in no_host.stderr
+
+
+# -- Kubernetes API schemas -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kube", KUBE_VERSIONS)
+def test_every_object_is_valid_against_the_kubernetes_api_schema(
+    helm: str, scenario: str, kube: str
+) -> None:
+    objects = _rendered(helm, scenario, kube)
+    assert objects
+    errors, custom = [], set()
+    for item in objects:
+        try:
+            kubernetes_validate.validate(item, kube, strict=True)
+        except SchemaNotFoundError:
+            custom.add(item["kind"])
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(str(part) for part in error.path)
+            errors.append(f"{item['kind']}/{item['metadata']['name']} {where}: {error.message}")
+    assert not errors, "\n".join(errors)
+    assert custom <= CUSTOM_KINDS, f"no schema for {custom - CUSTOM_KINDS}"
+
+
+def test_the_schemas_are_strict() -> None:
+    """The validator is the real thing: an unknown field and a wrongly typed one fail."""
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "x", "image": "x"}]},
+            },
+        },
+    }
+    kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    for field, value in [("imagePullPolicyy", "Always"), ("ports", [{"containerPort": "x"}])]:
+        broken = json.loads(json.dumps(deployment))
+        broken["spec"]["template"]["spec"]["containers"][0] = {**container, field: value}
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_the_expected_objects_are_rendered(helm: str) -> None:
+    def kinds(objects: tuple[dict[str, Any], ...]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for item in objects:
+            found.setdefault(item["kind"], set()).add(item["metadata"]["name"])
+            assert item["metadata"].get("namespace", NAMESPACE) == NAMESPACE
+        return found
+
+    names = set(SERVICES)
+    assert kinds(_rendered(helm, "default", KUBE_VERSIONS[-1])) == {
+        "Deployment": names,
+        "Service": names,
+        "PodDisruptionBudget": names,
+        "ServiceAccount": {RELEASE},
+        "Pod": {f"{RELEASE}-test-ready"},  # helm test
+    }
+    assert kinds(_rendered(helm, "full", KUBE_VERSIONS[-1])) == {
+        "Deployment": names,
+        "Service": names,
+        "PodDisruptionBudget": {"books", "shop"},
+        "HorizontalPodAutoscaler": {"books"},
+        "ServiceMonitor": names,
+        "Ingress": {RELEASE},
+        "Secret": {f"{RELEASE}-database", f"{RELEASE}-faults"},
+        "ServiceAccount": {"bookshop-runner"},
+    }
+
+
+# -- consistency with the services ----------------------------------------------------------------
+
+
+def _deployments(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    deployments = of_kind(objects, "Deployment")
+    for service in SERVICES:
+        yield service, deployments[service]
+
+
+def test_services_and_ports_are_designs(objects: tuple[dict[str, Any], ...]) -> None:
+    services = of_kind(objects, "Service")
+    for name, deployment in _deployments(objects):
+        pod = deployment["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        assert container["name"] == name
+        assert container["ports"] == [
+            {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}
+        ]
+        service = services[name]  # DESIGN §8: the Kubernetes Service is named after the service
+        assert service["spec"]["type"] == "ClusterIP"
+        (port,) = service["spec"]["ports"]
+        assert (port["port"], port["targetPort"]) == (CONTAINER_PORT, "http")
+        selector = service["spec"]["selector"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), name
+        assert selector == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_probes_use_the_chassis_health_endpoints(objects: tuple[dict[str, Any], ...]) -> None:
+    for name, deployment in _deployments(objects):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        probes = {
+            kind: (container[f"{kind}Probe"]["httpGet"]["path"], container[f"{kind}Probe"])
+            for kind in ("startup", "liveness", "readiness")
+        }
+        assert probes["liveness"][0] == LIVE, "liveness never checks dependencies (DESIGN §4)"
+        assert probes["startup"][0] == LIVE
+        assert probes["readiness"][0] == READY, name
+        for _, probe in probes.values():
+            assert probe["httpGet"]["port"] == "http"
+            assert probe["timeoutSeconds"] >= 1
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_commands_are_the_services_own_cli(
+    objects: tuple[dict[str, Any], ...], scenario: str, service: str
+) -> None:
+    """The same image and commands as compose (DESIGN §9): serve, and migrate (+ seed) first."""
+    script = console_script(service)
+    spec = of_kind(objects, "Deployment")[service]["spec"]["template"]["spec"]
+    assert spec["containers"][0]["command"] == [script, "serve"]
+    steps = [container["command"] for container in spec["initContainers"]]
+    assert steps[0] == [script, "migrate"]
+    seeds = service == "books" and scenario == "default"
+    assert steps[1:] == ([[script, "seed"]] if seeds else [])
+    images = {container["image"] for container in all_containers(spec)}
+    assert len(images) == 1, "migrations run the service's own image"
+    compose = load_compose()["services"]
+    repository = compose[service]["image"].split(":")[0]
+    if scenario == "default":
+        assert images == {f"{repository}:{CHART_META['appVersion']}"}
+    else:
+        assert images == {f"registry.example.com/bookshop/{repository}:0.1.0-rc.1"}
+    for words in steps if scenario == "default" else ():  # full: a subset of these
+        help_text = subprocess.run(  # the subcommand exists in the real CLI
+            [str(Path(sys.executable).parent / script), *words[1:], "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert help_text.returncode == 0, help_text.stderr
+
+
+def test_every_variable_set_is_one_the_settings_read(objects: tuple[dict[str, Any], ...]) -> None:
+    for name, deployment in _deployments(objects):
+        for container in all_containers(deployment["spec"]["template"]["spec"]):
+            unknown = set(env_of(container)) - allowed_variables(name)
+            assert not unknown, f"{name}/{container['name']} sets {sorted(unknown)}"
+
+
+def _mounted_files(
+    objects: tuple[dict[str, Any], ...], spec: dict[str, Any], container: dict[str, Any]
+) -> dict[str, str]:
+    """The files the kubelet would mount in ``container``: path -> content. A Secret the chart
+    does not render (an existing one) holds a stand-in value."""
+    secrets = of_kind(objects, "Secret")
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    files = {}
+    for mount in container["volumeMounts"]:
+        projected = volumes[mount["name"]].get("projected")
+        if projected is None:
+            continue
+        assert mount["readOnly"] is True
+        for source in projected["sources"]:
+            secret = secrets.get(source["secret"]["name"], {"stringData": {}})
+            for item in source["secret"]["items"]:
+                stand_in = f"postgresql://u:p@existing-{source['secret']['name']}:5432/db"
+                if item["path"] == "faults-token":
+                    stand_in = "an-existing-token-from-a-secret"
+                value = secret["stringData"].get(item["key"], stand_in)
+                files[f"{mount['mountPath']}/{item['path']}"] = value
+    return files
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_settings_load_in_the_pod(
+    objects: tuple[dict[str, Any], ...], scenario: str, service: str, tmp_path: Path
+) -> None:
+    """The settings each container builds: its environment on top of the image's, its Secret
+    files mounted (at a temporary place), every value valid."""
+    spec = of_kind(objects, "Deployment")[service]["spec"]["template"]["spec"]
+    services = of_kind(objects, "Service")
+    config = yaml.safe_load((service_dir(service) / "config.yml").read_text(encoding="utf-8"))
+    for container in all_containers(spec):
+        files = _mounted_files(objects, spec, container)
+        moved = {path: tmp_path / container["name"] / path.lstrip("/") for path in files}
+        for path, content in files.items():
+            moved[path].parent.mkdir(parents=True, exist_ok=True)
+            moved[path].write_text(content + "\n")
+        environ = image_environment()
+        for name, variable in env_of(container).items():
+            assert "valueFrom" not in variable, f"{name}: secrets are files, never variables"
+            environ[name] = str(moved.get(variable["value"], variable["value"]))
+        settings = load_settings(settings_class(service), service_dir(service), environ=environ)
+        assert settings.environment == "production"
+        assert settings.http.host == "0.0.0.0"
+        assert settings.http.port == CONTAINER_PORT
+        database = env_of(container)["DATABASE_URL_FILE"]["value"]
+        assert settings.database.url.get_secret_value() == files[database]
+        if container["name"] != service:  # migrate, seed
+            assert environ["OTEL_SDK_DISABLED"] == "true"
+            continue
+        assert environ["OTEL_SERVICE_NAME"] == service
+        assert f"k8s.namespace.name={NAMESPACE}" in environ["OTEL_RESOURCE_ATTRIBUTES"].split(",")
+        if scenario == "default":
+            assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in environ, "no collector is bundled"
+            assert environ["OTEL_TRACES_EXPORTER"] == "none"
+            assert not settings.faults.enabled, "fault injection is off by default"
+            assert "FAULTS__TOKEN_FILE" not in environ
+        else:
+            assert environ["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://")
+            assert settings.faults.enabled
+            assert settings.faults.token is not None
+            token_file = env_of(container)["FAULTS__TOKEN_FILE"]["value"]
+            assert settings.faults.token.get_secret_value() == files[token_file]
+        # every neighbour of its config.yml, at its in-cluster Service
+        assert set(settings.dependencies) == set(config.get("dependencies", {}))
+        for dependency, section in settings.dependencies.items():
+            assert section.base_url == f"http://{dependency}:{CONTAINER_PORT}", dependency
+            assert dependency in services
+        # SIGTERM: readiness 503, drain, then grace to finish; the kubelet kills after this
+        grace = settings.shutdown.drain_seconds + settings.shutdown.grace_seconds
+        assert spec["terminationGracePeriodSeconds"] > grace, service
+
+
+def test_secrets_the_chart_creates_are_what_the_pods_mount(helm: str) -> None:
+    objects = _rendered(helm, "full", KUBE_VERSIONS[-1])
+    values = yaml.safe_load(FULL_VALUES.read_text(encoding="utf-8"))
+    database = of_kind(objects, "Secret")[f"{RELEASE}-database"]["stringData"]
+    assert database == values["database"]["urls"], "books has a Secret of its own"
+    faults = of_kind(objects, "Secret")[f"{RELEASE}-faults"]["stringData"]
+    assert faults == {"token": values["faults"]["token"]}
+    sources = {}
+    for name, deployment in _deployments(objects):
+        (volume,) = [
+            v for v in deployment["spec"]["template"]["spec"]["volumes"] if "projected" in v
+        ]
+        sources[name] = [
+            (s["secret"]["name"], s["secret"]["items"][0]["key"])
+            for s in volume["projected"]["sources"]
+        ]
+    faults_source = (f"{RELEASE}-faults", "token")
+    assert sources == {
+        "books": [("books-db-app", "uri"), faults_source],  # books.database.existingSecret
+        "shop": [(f"{RELEASE}-database", "shop"), faults_source],
+        "chat": [(f"{RELEASE}-database", "chat"), faults_source],
+    }
+    # no secret value anywhere else: not in any variable, annotation or label
+    text = yaml.safe_dump([o for o in objects if o["kind"] != "Secret"])
+    for secret in [*values["database"]["urls"].values(), values["faults"]["token"]]:
+        assert secret not in text
+
+
+def test_a_changed_secret_rolls_the_pods(helm: str) -> None:
+    def checksums(*args: str) -> set[str]:
+        objects = template(helm, *SCENARIOS["full"], *args)
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+            for _, d in _deployments(tuple(objects))
+        }
+
+    before = checksums()
+    assert len(before) == 1
+    assert checksums("--set", "faults.token=another-token-of-length") != before
+
+
+def test_memory_matches_the_compose_limits(objects: tuple[dict[str, Any], ...]) -> None:
+    """The limits measured for compose (deploy/compose/compose.yaml), requested and limited."""
+    compose = load_compose()["services"]
+    for name, deployment in _deployments(objects):
+        spec = deployment["spec"]["template"]["spec"]
+        for container in all_containers(spec):
+            basis = compose[name] if container["name"] == name else compose[f"{name}-migrate"]
+            resources = container["resources"]
+            limit = quantity_bytes(resources["limits"]["memory"])
+            assert limit == memory_bytes(basis["mem_limit"]), f"{name}/{container['name']}"
+            assert quantity_bytes(resources["requests"]["memory"]) == limit
+            assert "cpu" in resources["requests"]
+
+
+def _dockerfile_user() -> tuple[int, int]:
+    (user,) = re.findall(r"^USER\s+(\d+):(\d+)\s*$", DOCKERFILE.read_text(), re.MULTILINE)
+    return int(user[0]), int(user[1])
+
+
+def test_pods_run_unprivileged(objects: tuple[dict[str, Any], ...]) -> None:
+    uid, gid = _dockerfile_user()
+    pods = [d["spec"]["template"]["spec"] for _, d in _deployments(objects)]
+    pods += [p["spec"] for p in of_kind(objects, "Pod").values()]  # the helm test pod
+    for spec in pods:
+        context = spec["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid), "the image's user"
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["enableServiceLinks"] is False
+        for container in all_containers(spec):
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            if "initContainers" in spec:
+                volumes = {v["name"]: v for v in spec["volumes"]}
+                assert "emptyDir" in volumes[mounts["/tmp"]], "a writable /tmp"
+    for account in of_kind(objects, "ServiceAccount").values():
+        assert account["automountServiceAccountToken"] is False
+
+
+def test_disruption_budgets_and_autoscalers_select_their_deployment(
+    objects: tuple[dict[str, Any], ...], scenario: str
+) -> None:
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    autoscalers = of_kind(objects, "HorizontalPodAutoscaler")
+    for name, deployment in _deployments(objects):
+        selector = deployment["spec"]["selector"]
+        if name in budgets:
+            assert budgets[name]["spec"]["selector"] == selector
+        if name in autoscalers:
+            target = autoscalers[name]["spec"]["scaleTargetRef"]
+            assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+            assert "replicas" not in deployment["spec"], "the autoscaler owns the replicas"
+        else:
+            assert deployment["spec"]["replicas"] >= 1
+        strategy = deployment["spec"]["strategy"]["rollingUpdate"]
+        assert strategy["maxUnavailable"] == 0, "a failed migration never takes pods away"
+    if scenario == "default":
+        assert {n: b["spec"] for n, b in budgets.items()} == {
+            n: {
+                "maxUnavailable": 1,
+                "selector": of_kind(objects, "Deployment")[n]["spec"]["selector"],
+            }
+            for n in SERVICES
+        }
+    else:
+        assert budgets["shop"]["spec"]["minAvailable"] == 1
+        assert "maxUnavailable" not in budgets["shop"]["spec"]
+
+
+def test_prometheus_scrapes_metrics_with_the_service_as_job(
+    objects: tuple[dict[str, Any], ...], scenario: str
+) -> None:
+    services = of_kind(objects, "Service")
+    monitors = of_kind(objects, "ServiceMonitor")
+    for name, deployment in _deployments(objects):
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        if scenario == "default":
+            assert annotations["prometheus.io/scrape"] == "true"
+            assert annotations["prometheus.io/port"] == str(CONTAINER_PORT)
+            assert annotations["prometheus.io/path"] == METRICS
+            assert not monitors
+            continue
+        assert "prometheus.io/scrape" not in annotations
+        monitor = monitors[name]["spec"]
+        labels = services[name]["metadata"]["labels"]
+        assert monitor["selector"]["matchLabels"].items() <= labels.items()
+        assert monitor["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        # dashboards and alerts select `job`, the service name (observability/)
+        assert labels[monitor["jobLabel"]] == name
+        (endpoint,) = monitor["endpoints"]
+        assert endpoint["port"] in {port["name"] for port in services[name]["spec"]["ports"]}
+        assert endpoint["path"] == METRICS
+        assert monitors[name]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_ingress_routes_each_host_to_its_service(helm: str) -> None:
+    objects = _rendered(helm, "full", KUBE_VERSIONS[-1])
+    services = of_kind(objects, "Service")
+    (ingress,) = of_kind(objects, "Ingress").values()
+    routed = {}
+    for rule in ingress["spec"]["rules"]:
+        (path,) = rule["http"]["paths"]
+        backend = path["backend"]["service"]
+        assert (path["path"], path["pathType"]) == ("/", "Prefix")
+        assert backend["port"]["name"] in {
+            p["name"] for p in services[backend["name"]]["spec"]["ports"]
+        }
+        routed[rule["host"]] = backend["name"]
+    assert routed == {f"{name}.bookshop.example": name for name in SERVICES}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_helm_test_pod_asks_each_services_readiness(objects: tuple[dict[str, Any], ...]) -> None:
+    pods = of_kind(objects, "Pod")
+    if not pods:  # tests.enabled: false
+        return
+    (pod,) = pods.values()
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    script = container["command"][-1]
+    assert f":{CONTAINER_PORT}{READY}" in script
+    assert json.dumps(list(SERVICES), separators=(",", ":")) in script
+    compile(script, "helm-test", "exec")  # valid Python
+
+
+def test_notes_say_what_the_chart_does_not_run(helm: str, tmp_path: Path) -> None:
+    """NOTES.txt renders (`helm template` leaves it out: it is rendered here as a ConfigMap)."""
+    chart = tmp_path / "bookshop"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+    (chart / "templates" / "_notes_under_test.tpl").write_text(
+        '{{- define "notes.under.test" -}}\n' + notes + "{{- end }}\n"
+    )
+    (chart / "templates" / "notes-under-test.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "notes.under.test" . | toJson }}\n'
+    )
+    for values, expected in [
+        ((), ["runs no PostgreSQL", "create secret generic bookshop-database", "OFF"]),
+        (SCENARIOS["full"], ["OTLP/HTTP to http://", "Fault injection: ON", "ServiceMonitors"]),
+    ]:
+        result = run_helm(
+            helm,
+            "template",
+            RELEASE,
+            str(chart),
+            "--show-only",
+            "templates/notes-under-test.yaml",
+            *values,
+        )
+        assert result.returncode == 0, result.stderr
+        text = yaml.safe_load(result.stdout)["data"]["notes"]
+        for phrase in expected:
+            assert phrase in text, text
+
+
+def test_the_readme_documents_every_value() -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    for key, value in defaults.items():
+        if key in SERVICES:
+            for field in value:
+                assert f"`<service>.{field}" in readme or f"`{key}.{field}" in readme, field
+        else:
+            assert f"`{key}" in readme, key
