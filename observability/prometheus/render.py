@@ -102,6 +102,9 @@ def config(
             "job_name": name,
             "metrics_path": targets.metrics_path,
             "static_configs": [{"targets": [address], "labels": {"service": name}}],
+            # service_info carries its own `service` label (the same value); Prometheus keeps
+            # that one as exported_service, a duplicate nobody queries.
+            "metric_relabel_configs": [{"action": "labeldrop", "regex": "exported_service"}],
         }
         for name, address in scrape_targets(mode, ports=ports, host=host, targets=targets).items()
     ]
