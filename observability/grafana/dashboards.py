@@ -288,8 +288,7 @@ def service_overview() -> Dashboard:
                         "id": "organize",
                         "options": {
                             "excludeByName": {
-                                name: True
-                                for name in ("Time", "Value", "__name__", "service")
+                                name: True for name in ("Time", "Value", "__name__", "service")
                             },
                             "indexByName": {"job": 0, "version": 1, "commit": 2, "instance": 3},
                             "renameByName": {"job": "service"},
