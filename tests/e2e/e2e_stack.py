@@ -17,11 +17,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib.util
-import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,12 +37,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from chassis.testing import MetricsSnapshot
+from chassis.testing import (
+    MetricsSnapshot,
+    ServiceProcess,
+    clean_environment,
+    console_script,
+    free_port,
+)
 from chassis.testing.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-BIN = Path(sys.executable).parent
 SERVICES = ("books", "shop", "chat")
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"
 READY_TIMEOUT = 60.0
@@ -77,12 +79,6 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"after {timeout:.0f}s: {text}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # -- traces ---------------------------------------------------------------------------------------
@@ -377,92 +373,6 @@ class Stack:
 
 
 @dataclass
-class ServiceProcess:
-    """One ``<service> serve`` process; its stdout (JSON logs) appends to ``log_path``."""
-
-    name: str
-    port: int
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / self.name), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        def ready() -> bool:
-            if not self.alive:
-                raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-            return False
-
-        wait_until(
-            ready,
-            timeout=timeout,
-            interval=0.1,
-            message=lambda: f"{self.name} not ready:\n{self.log_tail()}",
-        )
-
-    def signal(self, number: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(number)
-
-    def kill(self) -> None:
-        if self.alive:
-            self.signal(signal.SIGKILL)
-        self.wait_exit(10)
-
-    def wait_exit(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if not self.alive:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.wait_exit(SHUTDOWN_GRACE_SECONDS + 5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        """Every JSON log line written so far (other lines are skipped)."""
-        lines = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(raw)
-                if isinstance(record, dict):
-                    lines.append(record)
-        return lines
-
-    def log_tail(self, count: int = 30) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-count:])
-
-
-@dataclass
 class LocalStack(Stack):
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     postgres: PostgresServer | None = None
@@ -472,17 +382,17 @@ class LocalStack(Stack):
     def ensure_healthy(self) -> None:
         assert self.postgres is not None
         self.postgres.start()  # no-op when running
-        stopped = [p for p in self.processes.values() if not p.alive]
+        stopped = [p for p in self.processes.values() if not p.running]
         for process in stopped:
-            process.start()
+            process.start(wait=False)
         for process in stopped:
-            process.wait_ready()
+            process.wait_until_ready()
         super().ensure_healthy()
 
     def close(self) -> None:
         super().close()
         for process in self.processes.values():
-            process.stop()
+            process.terminate(SHUTDOWN_GRACE_SECONDS + 5)
 
 
 def start_local_stack(
@@ -496,17 +406,17 @@ def start_local_stack(
     databases = {
         name: postgres.create_database(f"{name}_{uuid.uuid4().hex[:8]}") for name in SERVICES
     }
-    common = _hermetic_environment() | {
-        "PYTHONUNBUFFERED": "1",
-        "LOGGING__FORMAT": "json",
-        "FAULTS__ENABLED": "true",
-        "FAULTS__TOKEN": token,
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_TRACES_SAMPLER": "always_on",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "SHUTDOWN__GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
-    }
+    common = clean_environment(
+        PYTHONUNBUFFERED="1",
+        LOGGING__FORMAT="json",
+        FAULTS__ENABLED="true",
+        FAULTS__TOKEN=token,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_TRACES_SAMPLER="always_on",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        SHUTDOWN__GRACE_SECONDS=str(SHUTDOWN_GRACE_SECONDS),
+    )
     books_url = f"http://127.0.0.1:{ports['books']}"
     chat_url = f"http://127.0.0.1:{ports['chat']}"
     own: dict[str, dict[str, str]] = {
@@ -527,9 +437,11 @@ def start_local_stack(
     processes = {
         name: ServiceProcess(
             name,
-            ports[name],
-            common | own[name] | {"DATABASE_URL": databases[name]},
-            workdir / f"{name}.log",
+            port=ports[name],
+            env=common | own[name] | {"DATABASE_URL": databases[name]},
+            log_path=workdir / f"{name}.log",
+            ready_timeout=READY_TIMEOUT,
+            new_session=True,  # the terminal's Ctrl-C reaches pytest, which stops them
         )
         for name in SERVICES
     }
@@ -548,16 +460,16 @@ def start_local_stack(
         # Through the services' own commands: migrate all, then seed books (shop and chat have
         # nothing to seed) while shop and chat start.
         _run_commands(processes, {name: "migrate" for name in SERVICES})
-        processes["shop"].start()
-        processes["chat"].start()
+        processes["shop"].start(wait=False)
+        processes["chat"].start(wait=False)
         _run_commands(processes, {"books": "seed"})
-        processes["books"].start()
+        processes["books"].start(wait=False)
         if prometheus_binary:
             prometheus_process, stack.prometheus = _start_prometheus(
                 prometheus_binary, workdir, ports
             )
         for process in processes.values():
-            process.wait_ready()
+            process.wait_until_ready()
         stack.canary_book = stack.create_book(stock=900_000, title="e2e canary")
         yield stack
     finally:
@@ -575,7 +487,7 @@ def _run_commands(processes: Mapping[str, ServiceProcess], commands: Mapping[str
     """``<service> <command>`` for each service named in ``commands``, side by side."""
     running = {
         name: subprocess.Popen(
-            [str(BIN / name), command],
+            [console_script(name), command],
             env=processes[name].env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -627,17 +539,6 @@ def _renderer() -> Any:
         module = sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-def _hermetic_environment() -> dict[str, str]:
-    """This process's environment without what would configure the services differently
-    from what the scenarios expect (profile, database, telemetry, nested settings keys)."""
-    dropped = ("OTEL_", "DATABASE_URL", "ENVIRONMENT", "GIT_COMMIT")
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(dropped) and "__" not in key.strip("_")
-    }
 
 
 def remote_stack_from_environment() -> Stack | None:

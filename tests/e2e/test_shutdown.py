@@ -12,7 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
-from e2e_stack import SHUTDOWN_GRACE_SECONDS, LocalStack, ServiceProcess, wait_until
+from e2e_stack import SHUTDOWN_GRACE_SECONDS, LocalStack, wait_until
+
+from chassis.testing import ServiceProcess
 
 IN_FLIGHT = 8
 LATENCY_MS = 1500

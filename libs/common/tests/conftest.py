@@ -16,7 +16,7 @@ import structlog
 from opentelemetry import propagate
 
 from chassis import Service
-from chassis.testing import SpanRecorder, hermetic_settings
+from chassis.testing import SpanRecorder, hermetic_environment, hermetic_settings
 
 TINY_DIR = Path(__file__).parent / "tiny_service"
 # Loggers the chassis reconfigures; their state is put back after every test.
@@ -28,18 +28,6 @@ TOUCHED_LOGGERS = (
     "alembic",
     "connexion",
     "httpx",
-)
-# Variables that would make a test depend on the machine it runs on.
-MACHINE_VARIABLES = (
-    "ENVIRONMENT",
-    "DATABASE_URL",
-    "DATABASE_URL_FILE",
-    "GIT_COMMIT",
-    "OTEL_SDK_DISABLED",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
 )
 
 
@@ -58,9 +46,7 @@ def _load_tiny() -> ModuleType:
 @pytest.fixture(autouse=True)
 def hermetic_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No exporter, no machine variables; logging, structlog and propagation reset afterwards."""
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    for name in MACHINE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    hermetic_environment(monkeypatch)
     saved = {name: _logger_state(logging.getLogger(name)) for name in TOUCHED_LOGGERS}
     textmap = propagate.get_global_textmap()
     yield

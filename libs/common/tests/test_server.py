@@ -5,7 +5,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,19 +19,12 @@ import pytest
 import uvicorn
 
 from chassis.server import GracefulServer, serve
-from chassis.testing import MetricsSnapshot, capture_logs
+from chassis.testing import MetricsSnapshot, capture_logs, free_port
 
 START_TIMEOUT = 20.0
 DRAIN_SECONDS = 0.8
 GRACE_SECONDS = 5.0
 SLOW_SECONDS = 2.0  # outlasts the drain: the request is still in flight when the listener closes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class Running:

@@ -11,21 +11,18 @@ service / client     ``create_service(hermetic_settings(...))`` and its test cli
 recorder             the spans the service finished
 engine               a separate SQLAlchemy engine for looking at the tables directly
 create_book          posts a valid book (unique ISBN) and returns its JSON
-problem              checks a problem+json answer (status, trace id, the field it names)
+problem              (chassis plugin) checks a problem+json answer: status, trace id, field
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import Engine, create_engine, make_url, pool, text
 from starlette.testclient import TestClient
 
@@ -34,22 +31,18 @@ from books.persistence import metadata
 from books.settings import SERVICE_DIR, BooksSettings
 from chassis import Service
 from chassis.migrations import upgrade
-from chassis.testing import SpanRecorder, hermetic_settings, service_client
+from chassis.testing import (
+    SpanRecorder,
+    hermetic_environment,
+    hermetic_settings,
+    reset_logging,
+    service_client,
+)
 from chassis.testing.postgres import PostgresServer
 
 SQLITE = "sqlite"
 POSTGRES = "postgresql"
 MIGRATIONS = SERVICE_DIR / "migrations"
-PROBLEM_JSON = "application/problem+json"
-TRACE_ID = re.compile(r"[0-9a-f]{32}")
-# Variables the OpenTelemetry SDK reads when a service builds its tracer provider.
-OTEL_VARIABLES = (
-    "OTEL_SDK_DISABLED",
-    "OTEL_SERVICE_NAME",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_RESOURCE_ATTRIBUTES",
-)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,16 +68,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def _hermetic_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Nothing exports spans, the outer environment cannot disable or sample tracing, and the
-    logging a service configures is undone afterwards."""
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    for name in OTEL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    """Nothing exports spans, the machine's variables cannot disable or sample tracing, and
+    the logging a service configures is undone afterwards."""
+    hermetic_environment(monkeypatch)
     yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == "chassis"]:
-        root.removeHandler(handler)
+    reset_logging()
 
 
 @pytest.fixture
@@ -184,21 +172,3 @@ def create_book(client: TestClient) -> Callable[..., dict[str, Any]]:
         return book
 
     return create
-
-
-def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 answer with ``status`` and a trace id whose detail names ``field``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert TRACE_ID.fullmatch(body["trace_id"] or ""), body
-    if field is not None:
-        assert re.search(rf"\b{re.escape(field)}\b", body["detail"]), body["detail"]
-    return body
-
-
-@pytest.fixture
-def problem() -> Callable[..., dict[str, Any]]:
-    return assert_problem

@@ -6,10 +6,7 @@ directly keeps uv from re-syncing the environment while the tests run.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url, pool, select
@@ -18,30 +15,11 @@ from sqlalchemy.orm import Session
 from books import persistence
 from books.cli import cli
 from books.seed import CATALOGUE
+from chassis.testing import clean_environment, console_script
 
-BOOKS = Path(sys.executable).with_name("books")
+BOOKS = console_script("books")
 TIMEOUT = 60
-# Settings the outer environment must not leak into the command under test.
-OWN_PREFIXES = (
-    "SERVICE__",
-    "HTTP__",
-    "LOGGING__",
-    "DATABASE",
-    "HEALTH__",
-    "SHUTDOWN__",
-    "DEPENDENCIES__",
-    "OTEL_",
-)
 PASSWORD = "hunter2-do-not-print"
-
-
-def environment(**variables):
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(OWN_PREFIXES) and name != "ENVIRONMENT"
-    }
-    return {**environ, "OTEL_TRACES_EXPORTER": "none", **variables}
 
 
 class Run:
@@ -51,7 +29,7 @@ class Run:
         self.process = subprocess.Popen(
             [str(BOOKS), *arguments],
             cwd=cwd,
-            env=environment(**variables),
+            env=clean_environment(**variables),  # nothing of the machine's settings
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

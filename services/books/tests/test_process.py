@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,67 +14,34 @@ import pytest
 
 from books.settings import SERVICE_DIR
 from chassis import migrations
+from chassis.testing import ServiceProcess, clean_environment, console_script
 from chassis.testing.postgres import PostgresServer
 
-BOOKS = Path(sys.executable).parent / "books"
-BooksProcess = tuple[str, subprocess.Popen[bytes]]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"books exited early with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("books did not become ready")
-
-
 @pytest.fixture
-def books_process(
-    postgres_url: str, tmp_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def books_process(postgres_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
     migrations.upgrade(SERVICE_DIR / "migrations", postgres_url)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres_url,
-        "OTEL_TRACES_EXPORTER": "none",
-        "HEALTH__CHECK_TIMEOUT_SECONDS": "1.5",
-        "DATABASE__CONNECT_TIMEOUT_SECONDS": "1",
-        "SHUTDOWN__DRAIN_SECONDS": "1",
-        "SHUTDOWN__GRACE_SECONDS": "5",
-    }
-    subprocess.run([BOOKS, "seed"], env=env, check=True, capture_output=True)
-    log = (tmp_path / "books.log").open("wb")
-    process = subprocess.Popen(
-        [BOOKS, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    env = clean_environment(
+        DATABASE_URL=postgres_url,
+        HEALTH__CHECK_TIMEOUT_SECONDS="1.5",
+        DATABASE__CONNECT_TIMEOUT_SECONDS="1",
+        SHUTDOWN__DRAIN_SECONDS="1",
+        SHUTDOWN__GRACE_SECONDS="5",
     )
-    base_url = f"http://127.0.0.1:{port}"
+    subprocess.run([console_script("books"), "seed"], env=env, check=True, capture_output=True)
+    books = ServiceProcess("books", env=env, log_path=tmp_path / "books.log", ready_timeout=20)
     try:
-        wait_until_ready(base_url, process)
-        yield base_url, process
+        books.start()
+        yield books
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        log.close()
+        books.kill()
 
 
 @pytest.mark.postgres
-def test_serves_every_design_endpoint(books_process: BooksProcess) -> None:
-    base_url, _ = books_process
+def test_serves_every_design_endpoint(books_process: ServiceProcess) -> None:
+    base_url = books_process.url
     for path in ("/health/live", "/health/ready", "/healthcheck", "/info", "/openapi.json", "/ui/"):
         assert httpx.get(base_url + path, timeout=5).status_code == 200, path
     metrics = httpx.get(f"{base_url}/metrics", timeout=5)
@@ -91,9 +55,9 @@ def test_serves_every_design_endpoint(books_process: BooksProcess) -> None:
 
 @pytest.mark.postgres
 def test_trace_id_reaches_problem_body_and_metrics_use_templates(
-    books_process: BooksProcess,
+    books_process: ServiceProcess,
 ) -> None:
-    base_url, _ = books_process
+    base_url = books_process.url
     missing = httpx.get(f"{base_url}/books/424242", headers={"traceparent": TRACEPARENT})
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
@@ -107,9 +71,9 @@ def test_trace_id_reaches_problem_body_and_metrics_use_templates(
 
 @pytest.mark.postgres
 def test_readiness_follows_the_database_while_liveness_stays_up(
-    books_process: BooksProcess, postgres_server: PostgresServer
+    books_process: ServiceProcess, postgres_server: PostgresServer
 ) -> None:
-    base_url, _ = books_process
+    base_url = books_process.url
     postgres_server.stop()
     try:
         ready = httpx.get(f"{base_url}/health/ready", timeout=5)
@@ -129,9 +93,10 @@ def test_readiness_follows_the_database_while_liveness_stays_up(
 
 @pytest.mark.postgres
 def test_sigterm_drains_then_exits_cleanly(
-    books_process: BooksProcess,
+    books_process: ServiceProcess,
 ) -> None:
-    base_url, process = books_process
+    books = books_process
+    base_url = books.url
     results: list[int] = []
 
     def keep_requesting() -> None:
@@ -145,12 +110,12 @@ def test_sigterm_drains_then_exits_cleanly(
     worker.start()
     time.sleep(0.2)
     started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    books.signal(signal.SIGTERM)
     ready = httpx.get(f"{base_url}/health/ready", timeout=5)
     assert ready.status_code == 503
     assert ready.json()["checks"]["shutdown"]["status"] == "DOWN"
     worker.join()
-    assert process.wait(15) == 0
+    assert books.wait_exit(15) == 0, books.log_tail()
     assert time.monotonic() - started < 1 + 5 + 3  # drain + grace + flush headroom
     assert results
     assert set(results) == {200}

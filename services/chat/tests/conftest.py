@@ -9,7 +9,7 @@ database_url      a migrated SQLite database in tmp_path (new_database(folder) f
 count_rows        rows of a chat table, read directly from database_url
 make_client       make_client(books_url, **environ): a fresh in-process chat and its test client
 client            make_client(fake_books.base_url)
-problem           checks a problem+json answer (status, trace id, the field its detail names)
+problem           (chassis plugin) checks a problem+json answer: status, trace id, field
 chat_processes    starts real ``chat serve`` processes on free ports and kills leftovers after
 chat, module_chat one ``chat serve`` on SQLite with books = the fake (per test / per module)
 sse               reads Server-Sent Events from an httpx streaming response
@@ -20,50 +20,38 @@ follow_while_posting
 from __future__ import annotations
 
 import json
-import logging
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 from sqlalchemy import create_engine, pool, text
 from starlette.testclient import TestClient
 
 from chassis.migrations import upgrade
-from chassis.testing import hermetic_settings, service_client
+from chassis.testing import (
+    ServiceProcess,
+    ServiceProcesses,
+    clean_environment,
+    free_port,
+    hermetic_environment,
+    hermetic_settings,
+    reset_logging,
+    service_client,
+)
 from chat.app import create_service
 from chat.settings import SERVICE_DIR, ChatSettings
 
-CHAT = Path(sys.executable).parent / "chat"
 MIGRATIONS = SERVICE_DIR / "migrations"
-PROBLEM_JSON = "application/problem+json"
-TRACE_ID = re.compile(r"[0-9a-f]{32}")
-# Variables that would make a test depend on the machine it runs on.
-MACHINE_VARIABLES = (
-    "ENVIRONMENT",
-    "DATABASE_URL",
-    "DATABASE_URL_FILE",
-    "OTEL_SDK_DISABLED",
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-)
 KNOWN_BOOKS = {1: "Dune", 2: "Solaris", 3: "Hyperion", 4: "Foundation", 5: "Neuromancer"}
 
 
@@ -71,23 +59,12 @@ KNOWN_BOOKS = {1: "Dune", 2: "Solaris", 3: "Hyperion", 4: "Foundation", 5: "Neur
 def _hermetic_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Nothing exports spans, the machine's variables do not leak in, and the logging a service
     configures is undone afterwards."""
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    for name in MACHINE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    hermetic_environment(monkeypatch)
     yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == "chassis"]:
-        root.removeHandler(handler)
+    reset_logging()
 
 
 # -- ports and a fake books ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -234,89 +211,32 @@ def client(make_client: MakeClient, fake_books: FakeBooks) -> TestClient:
     return make_client(fake_books.base_url)
 
 
-def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 answer with ``status`` and a trace id whose detail names ``field``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert TRACE_ID.fullmatch(body["trace_id"] or ""), body
-    if field is not None:
-        assert re.search(rf"\b{re.escape(field)}\b", body["detail"]), body["detail"]
-    return body
-
-
-@pytest.fixture
-def problem() -> Callable[..., dict[str, Any]]:
-    return assert_problem
-
-
 # -- chat as real processes ---------------------------------------------------------------------
 
 
-@dataclass
-class ChatProcess:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"chat exited early ({self.process.returncode}):\n{self.log()}"
-                )
-            try:
-                if httpx.get(f"{self.base_url}/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"chat did not become ready:\n{self.log()}")
-
-
-@dataclass
 class ChatProcesses:
     """``start(database_url, books_url, **environ)`` runs ``chat serve`` and waits for it."""
 
-    tmp_path: Path
-    started: list[ChatProcess] = field(default_factory=list)
+    def __init__(self, folder: Path) -> None:
+        self.processes = ServiceProcesses("chat", folder)
 
     def start(
         self, database_url: str, books_url: str, *, wait: bool = True, **environ: str
-    ) -> ChatProcess:
+    ) -> ServiceProcess:
         """Starts one; ``wait=False`` returns at once (call ``wait_until_ready`` later)."""
-        port = free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in MACHINE_VARIABLES},
-            "DATABASE_URL": database_url,
-            "DEPENDENCIES__BOOKS__BASE_URL": books_url,
-            "OTEL_TRACES_EXPORTER": "none",
-            "SHUTDOWN__DRAIN_SECONDS": "0",
-            "SHUTDOWN__GRACE_SECONDS": "5",
-            **environ,
-        }
-        log_path = self.tmp_path / f"chat-{len(self.started) + 1}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [CHAT, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        chat = ChatProcess(f"http://127.0.0.1:{port}", process, log_path)
-        self.started.append(chat)
-        if wait:
-            chat.wait_until_ready()
-        return chat
+        env = clean_environment(
+            **{
+                "DATABASE_URL": database_url,
+                "DEPENDENCIES__BOOKS__BASE_URL": books_url,
+                "SHUTDOWN__DRAIN_SECONDS": "0",
+                "SHUTDOWN__GRACE_SECONDS": "5",
+                **environ,
+            }
+        )
+        return self.processes.start(env, wait=wait)
 
     def stop_all(self) -> None:
-        for chat in self.started:
-            if chat.process.poll() is None:
-                chat.process.kill()
-            chat.process.wait(10)
+        self.processes.kill_all()
 
 
 @pytest.fixture(scope="session")
@@ -333,7 +253,7 @@ def chat_processes(tmp_path: Path) -> Iterator[ChatProcesses]:
 
 
 @pytest.fixture
-def chat(chat_processes: ChatProcesses, database_url: str, fake_books: FakeBooks) -> ChatProcess:
+def chat(chat_processes: ChatProcesses, database_url: str, fake_books: FakeBooks) -> ServiceProcess:
     """One ``chat serve`` on SQLite, books = fake_books."""
     return chat_processes.start(database_url, fake_books.base_url)
 
@@ -343,7 +263,7 @@ def module_chat(
     tmp_path_factory: pytest.TempPathFactory,
     new_database: Callable[[Path], str],
     module_fake_books: FakeBooks,
-) -> Iterator[ChatProcess]:
+) -> Iterator[ServiceProcess]:
     """One ``chat serve`` shared by a module's tests (each test uses rooms of its own)."""
     folder = tmp_path_factory.mktemp("chat")
     processes = ChatProcesses(folder)

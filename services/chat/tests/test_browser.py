@@ -86,8 +86,8 @@ def test_two_pages_chat_live_and_never_run_message_text(
 ) -> None:
     from playwright.sync_api import expect
 
-    first = Watched(browser, f"{module_chat.base_url}/#book-1")
-    second = Watched(browser, f"{module_chat.base_url}/#book-1")
+    first = Watched(browser, f"{module_chat.url}/#book-1")
+    second = Watched(browser, f"{module_chat.url}/#book-1")
     for watched in (first, second):
         expect(watched.page.locator("#room-title")).to_have_text("Book 1: Dune")
         expect(watched.page.locator("#status")).to_have_attribute("data-state", "live")
@@ -149,7 +149,7 @@ def test_the_page_marks_unverified_messages_and_shows_problems(
 
     module_fake_books.close()  # books is down: the room has no title, messages are unverified
     try:
-        watched = Watched(browser, f"{module_chat.base_url}/#book-2")
+        watched = Watched(browser, f"{module_chat.url}/#book-2")
         page = watched.page
         expect(page.locator("#room-title")).to_have_text("Book 2")
         expect(page.locator("#status")).to_have_attribute("data-state", "live")

@@ -22,9 +22,9 @@ def post(base_url: str, room: str, text: str) -> dict[str, Any]:
 
 
 def test_a_follower_receives_messages_posted_after_it_connected(module_chat: Any, sse: Any) -> None:
-    earlier = post(module_chat.base_url, "book-1", "before anyone listened")
+    earlier = post(module_chat.url, "book-1", "before anyone listened")
     with (
-        httpx.Client(base_url=module_chat.base_url, timeout=5) as client,
+        httpx.Client(base_url=module_chat.url, timeout=5) as client,
         client.stream("GET", "/rooms/book-1/events") as response,
     ):
         assert response.status_code == 200
@@ -33,9 +33,9 @@ def test_a_follower_receives_messages_posted_after_it_connected(module_chat: Any
         events = sse(response)
         assert "following" in events.next().comments  # subscribed: nothing posted now is lost
 
-        posted = post(module_chat.base_url, "book-1", "hello, live")
-        post(module_chat.base_url, "book-2", "another room")
-        last = post(module_chat.base_url, "book-1", "and again")
+        posted = post(module_chat.url, "book-1", "hello, live")
+        post(module_chat.url, "book-2", "another room")
+        last = post(module_chat.url, "book-1", "and again")
 
         first = events.next_message()
         assert first.event == "message"
@@ -49,15 +49,15 @@ def test_a_follower_receives_messages_posted_after_it_connected(module_chat: Any
 def test_reconnecting_with_last_event_id_misses_nothing_and_repeats_nothing(
     module_chat: Any, sse: Any
 ) -> None:
-    with httpx.Client(base_url=module_chat.base_url, timeout=5) as client:
+    with httpx.Client(base_url=module_chat.url, timeout=5) as client:
         with client.stream("GET", "/rooms/book-3/events") as response:
             events = sse(response)
             events.next()
-            seen = post(module_chat.base_url, "book-3", "seen live")
+            seen = post(module_chat.url, "book-3", "seen live")
             assert events.next_message().id == str(seen["id"])
         # Disconnected: these are missed (plus noise in another room).
-        missed = [post(module_chat.base_url, "book-3", f"missed {n}") for n in range(3)]
-        post(module_chat.base_url, "book-2", "not for us")
+        missed = [post(module_chat.url, "book-3", f"missed {n}") for n in range(3)]
+        post(module_chat.url, "book-2", "not for us")
 
         headers = {"Last-Event-ID": str(seen["id"])}
         with client.stream("GET", "/rooms/book-3/events", headers=headers) as response:
@@ -68,21 +68,21 @@ def test_reconnecting_with_last_event_id_misses_nothing_and_repeats_nothing(
             assert [e.json() for e in caught_up] == missed
             assert [e.id for e in caught_up] == [str(m["id"]) for m in missed]
 
-            live = [post(module_chat.base_url, "book-3", f"live {n}") for n in range(2)]
+            live = [post(module_chat.url, "book-3", f"live {n}") for n in range(2)]
             received = [events.next_message().json() for _ in live]
             assert received == live  # in order, and no missed message repeated in between
 
 
 def test_a_follower_that_missed_nothing_gets_only_new_messages(module_chat: Any, sse: Any) -> None:
-    old = post(module_chat.base_url, "book-4", "old")
+    old = post(module_chat.url, "book-4", "old")
     headers = {"Last-Event-ID": str(old["id"])}
     with (
-        httpx.Client(base_url=module_chat.base_url, timeout=5) as client,
+        httpx.Client(base_url=module_chat.url, timeout=5) as client,
         client.stream("GET", "/rooms/book-4/events", headers=headers) as response,
     ):
         events = sse(response)
         events.next()
-        new = post(module_chat.base_url, "book-4", "new")
+        new = post(module_chat.url, "book-4", "new")
         assert events.next_message().json() == new
 
 
@@ -105,11 +105,11 @@ def test_a_catch_up_beyond_the_limit_ends_the_stream_to_continue_on_reconnect(
     """Catch-up is capped (memory stays bounded): a stream that sent as many as it may ends,
     and the client's reconnect with the last id it got continues where it stopped."""
     chat = chat_processes.start(database_url, fake_books.base_url, LIVE__CATCH_UP_LIMIT="3")
-    seen = post(chat.base_url, "book-1", "seen")
-    missed = [post(chat.base_url, "book-1", f"missed {n}")["id"] for n in range(7)]
+    seen = post(chat.url, "book-1", "seen")
+    missed = [post(chat.url, "book-1", f"missed {n}")["id"] for n in range(7)]
 
     received: list[int] = []
-    with httpx.Client(base_url=chat.base_url, timeout=30) as client:
+    with httpx.Client(base_url=chat.url, timeout=30) as client:
         for _ in range(2):
             headers = {"Last-Event-ID": str(received[-1] if received else seen["id"])}
             with client.stream("GET", "/rooms/book-1/events", headers=headers) as response:
@@ -125,7 +125,7 @@ def test_a_catch_up_beyond_the_limit_ends_the_stream_to_continue_on_reconnect(
             events = sse(response)
             assert "following" in events.next().comments
             received.append(int(events.next_message().id))  # the rest fits: the stream stays
-            live = post(chat.base_url, "book-1", "live")
+            live = post(chat.url, "book-1", "live")
             assert events.next_message().json() == live
 
     assert received == missed

@@ -118,7 +118,7 @@ def test_two_hundred_followers_leave_other_requests_fast(
         database_url, fake_books.base_url, LIVE__MAX_FOLLOWERS=str(FOLLOWERS)
     )
 
-    figures = asyncio.run(scenario(chat.base_url))
+    figures = asyncio.run(scenario(chat.url))
 
     report = tmp_path / "followers.json"
     report.write_text(json.dumps(figures, indent=2))

@@ -84,7 +84,7 @@ def replicas(
 
 def test_each_replica_listens_to_the_live_feed(replicas: tuple[Any, Any]) -> None:
     for replica in replicas:
-        ready = wait_for_live_feed(replica.base_url)
+        ready = wait_for_live_feed(replica.url)
         assert ready["status"] == "UP"
         assert ready["checks"]["live_feed"]["critical"] is False
         assert ready["checks"]["database"]["dialect"] == "postgresql"
@@ -95,37 +95,37 @@ def test_a_message_reaches_the_followers_of_every_replica(
 ) -> None:
     replica_a, replica_b = replicas
     for replica in replicas:
-        wait_for_live_feed(replica.base_url)
+        wait_for_live_feed(replica.url)
 
     with ExitStack() as stack:
-        on_a = stack.enter_context(following(replica_a.base_url, "book-1", sse))
-        on_b = stack.enter_context(following(replica_b.base_url, "book-1", sse))
+        on_a = stack.enter_context(following(replica_a.url, "book-1", sse))
+        on_b = stack.enter_context(following(replica_b.url, "book-1", sse))
 
-        from_b = post(replica_b.base_url, "book-1", "posted to B")
+        from_b = post(replica_b.url, "book-1", "posted to B")
         assert on_a.next_message().json() == from_b
         assert on_b.next_message().json() == from_b
 
-        from_a = post(replica_a.base_url, "book-1", "posted to A")
+        from_a = post(replica_a.url, "book-1", "posted to A")
         assert on_b.next_message().json() == from_a
         assert on_a.next_message().json() == from_a
 
-        post(replica_a.base_url, "book-2", "another room")
-        last = post(replica_b.base_url, "book-1", "each message once")
+        post(replica_a.url, "book-2", "another room")
+        last = post(replica_b.url, "book-1", "each message once")
         assert on_a.next_message().json() == last  # nothing from book-2, no duplicates
         assert on_b.next_message().json() == last
 
     # Both replicas read the same history, and a free room created on one exists on the other.
     assert (
         httpx.post(
-            f"{replica_a.base_url}/rooms", json={"name": "lobby", "title": "Lobby"}, timeout=5
+            f"{replica_a.url}/rooms", json={"name": "lobby", "title": "Lobby"}, timeout=5
         ).status_code
         == 201
     )
-    with following(replica_b.base_url, "lobby", sse) as lobby_on_b:
-        hello = post(replica_a.base_url, "lobby", "hello from A")
+    with following(replica_b.url, "lobby", sse) as lobby_on_b:
+        hello = post(replica_a.url, "lobby", "hello from A")
         assert lobby_on_b.next_message().json() == hello
     for replica in (replica_a, replica_b):
-        page = httpx.get(f"{replica.base_url}/rooms/book-1/messages", timeout=5).json()
+        page = httpx.get(f"{replica.url}/rooms/book-1/messages", timeout=5).json()
         assert [m["id"] for m in page["items"]] == [last["id"], from_a["id"], from_b["id"]]
 
 
@@ -134,20 +134,20 @@ def test_a_replica_catches_up_a_follower_with_messages_posted_elsewhere(
 ) -> None:
     replica_a, replica_b = replicas
     for replica in replicas:
-        wait_for_live_feed(replica.base_url)
-    seen = post(replica_a.base_url, "book-3", "seen")
-    missed = [post(replica_a.base_url, "book-3", f"missed {n}") for n in range(2)]
+        wait_for_live_feed(replica.url)
+    seen = post(replica_a.url, "book-3", "seen")
+    missed = [post(replica_a.url, "book-3", f"missed {n}") for n in range(2)]
 
     # The browser was following A, which went away; it reconnects to B with Last-Event-ID.
     headers = {"Last-Event-ID": str(seen["id"])}
     with (
-        httpx.Client(base_url=replica_b.base_url, timeout=5) as client,
+        httpx.Client(base_url=replica_b.url, timeout=5) as client,
         client.stream("GET", "/rooms/book-3/events", headers=headers) as response,
     ):
         events = sse(response)
         events.next()
         assert [events.next_message().json() for _ in missed] == missed
-        live = post(replica_a.base_url, "book-3", "live, via A")
+        live = post(replica_a.url, "book-3", "live, via A")
         assert events.next_message().json() == live
 
 
@@ -156,10 +156,10 @@ def test_concurrent_posts_to_both_replicas_reach_a_follower_gap_free_and_in_orde
 ) -> None:
     replica_a, replica_b = replicas
     for replica in replicas:
-        wait_for_live_feed(replica.base_url)
+        wait_for_live_feed(replica.url)
 
     received, posted = follow_while_posting(
-        replica_a.base_url, "book-5", [replica_a.base_url, replica_b.base_url], posters=6, each=10
+        replica_a.url, "book-5", [replica_a.url, replica_b.url], posters=6, each=10
     )
 
     assert received == posted  # every id, each once, in id order
@@ -170,19 +170,19 @@ def test_followers_get_what_was_posted_while_the_live_feed_reconnected(
 ) -> None:
     replica_a, replica_b = replicas
     for replica in replicas:
-        wait_for_live_feed(replica.base_url)
-    post(replica_a.base_url, "book-4", "before")
+        wait_for_live_feed(replica.url)
+    post(replica_a.url, "book-4", "before")
 
     with ExitStack() as stack:
-        on_a = stack.enter_context(following(replica_a.base_url, "book-4", sse, timeout=30))
-        on_b = stack.enter_context(following(replica_b.base_url, "book-4", sse, timeout=30))
+        on_a = stack.enter_context(following(replica_a.url, "book-4", sse, timeout=30))
+        on_b = stack.enter_context(following(replica_b.url, "book-4", sse, timeout=30))
         missed = commit_while_nobody_listens(replica_database, "book-4", "while nobody listened")
 
         for events in (on_a, on_b):
             assert events.next_message().id == str(missed["id"])
         for replica in replicas:
-            wait_for_live_feed(replica.base_url, seconds=30)
-        later = post(replica_b.base_url, "book-4", "after")
+            wait_for_live_feed(replica.url, seconds=30)
+        later = post(replica_b.url, "book-4", "after")
         for events in (on_a, on_b):
             assert events.next_message().json() == later  # nothing repeated in between
 

@@ -106,7 +106,5 @@ def _finishes(future: Any, seconds: float) -> bool:
 def test_a_follower_gets_concurrent_posts_gap_free_and_in_order_on_sqlite(
     chat: Any, follow_while_posting: Any
 ) -> None:
-    received, posted = follow_while_posting(
-        chat.base_url, "book-1", [chat.base_url], posters=4, each=10
-    )
+    received, posted = follow_while_posting(chat.url, "book-1", [chat.url], posters=4, each=10)
     assert received == posted

@@ -55,12 +55,12 @@ def test_sigterm_ends_live_streams_and_exits_cleanly(
         SHUTDOWN__DRAIN_SECONDS=str(DRAIN_SECONDS),
         SHUTDOWN__GRACE_SECONDS=str(GRACE_SECONDS),
     )
-    followers = [start_follower(chat.base_url, f"book-{n % 3 + 1}") for n in range(6)]
+    followers = [start_follower(chat.url, f"book-{n % 3 + 1}") for n in range(6)]
 
     signalled = time.monotonic()
-    chat.process.send_signal(signal.SIGTERM)
+    chat.signal(signal.SIGTERM)
 
-    ready = httpx.get(f"{chat.base_url}/health/ready", timeout=5)  # still listening: draining
+    ready = httpx.get(f"{chat.url}/health/ready", timeout=5)  # still listening: draining
     assert ready.status_code == 503
     assert ready.json()["checks"]["shutdown"]["status"] == "DOWN"
     for follower, thread in followers:
@@ -72,12 +72,12 @@ def test_sigterm_ends_live_streams_and_exits_cleanly(
 
     # A browser reconnecting to this replica during the drain gets a stream that ends at once
     # (it reconnects elsewhere) instead of one that holds the process until the grace timeout.
-    late, thread = start_follower(chat.base_url, "book-1")
+    late, thread = start_follower(chat.url, "book-1")
     thread.join(5)
     assert late.error is None, late.error
     assert late.ended_at is not None, "a stream opened during the drain was left open"
 
-    assert chat.process.wait(GRACE_SECONDS) == 0, chat.log()
+    assert chat.wait_exit(GRACE_SECONDS) == 0, chat.log_tail()
     elapsed = time.monotonic() - signalled
     assert elapsed < DRAIN_SECONDS + 4, f"exit took {elapsed:.1f}s"
-    assert "service stopped" in chat.log()
+    assert "service stopped" in chat.log_text()

@@ -2,7 +2,7 @@
 
     books_database     (session) books' PostgreSQL database, migrated and seeded once
     books              a running ``books serve`` process shared by the session; a test may
-                       ``books.stop()`` (SIGKILL) and ``books.start()`` it on the same port, and
+                       ``books.kill()`` (SIGKILL) and ``books.start()`` it on the same port, and
                        finds it running again whatever the previous test did
     catalog            talks to books directly: add a book with known price and stock, read stock,
                        reserve and release
@@ -13,7 +13,7 @@
     shop_process       ``shop_process(**env)``: a ``shop serve`` process (stopped afterwards)
     chat_sink          a tiny server that accepts chat posts and counts them
     black_hole         a port that accepts connections and never answers
-    problem            checks a problem+json answer (status, trace id, the field it names)
+    problem            (chassis plugin) checks a problem+json answer: status, trace id, field
 
 Every books and chat URL is 127.0.0.1; chat points at a closed port unless a test says otherwise.
 Every module is marked ``postgres``: without a server it skips, except under CI where it fails.
@@ -23,16 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
-import os
-import re
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +34,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 from sqlalchemy import Engine, create_engine, pool, text
 from starlette.testclient import TestClient
 
@@ -50,103 +42,29 @@ from books.settings import SERVICE_DIR as BOOKS_DIR
 from chassis import migrations
 from chassis.config import DatabaseSection
 from chassis.db import Database
-from chassis.testing import hermetic_settings, service_client
+from chassis.testing import (
+    ServiceProcess,
+    ServiceProcesses,
+    clean_environment,
+    free_port,
+    hermetic_environment,
+    hermetic_settings,
+    reset_logging,
+    service_client,
+)
 from chassis.testing.postgres import PostgresServer
 from shop.app import create_service
 from shop.settings import SERVICE_DIR, ShopSettings
 
-BIN = Path(sys.executable).parent
-PROBLEM_JSON = "application/problem+json"
-TRACE_ID = re.compile(r"[0-9a-f]{32}")
 READY_TIMEOUT = 30.0
-# Variables that would make a test depend on the machine (profile, database, telemetry, any
-# nested settings key such as DEPENDENCIES__BOOKS__BASE_URL).
-MACHINE_PREFIXES = ("OTEL_", "DATABASE_URL", "ENVIRONMENT", "GIT_COMMIT")
-
-
-# -- ports and processes ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on (until someone binds it): connections to it are refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def process_environment(**overrides: str) -> dict[str, str]:
-    """The current environment without machine settings, plus no span export and overrides."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if "__" not in name and not name.startswith(MACHINE_PREFIXES)
-    }
-    return {**env, "OTEL_TRACES_EXPORTER": "none", **overrides}
-
-
-class ServiceProcess:
-    """``<name> serve`` as a child process on a fixed port; restartable on that same port."""
-
-    def __init__(self, name: str, *, port: int, env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.port = port
-        self.env = env
-        self.log_path = log_path
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self, *, wait: bool = True) -> None:
-        if self.running:
-            return
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [BIN / self.name, "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if wait:
-            self.wait_until_ready()
-
-    def wait_until_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running:
-                raise AssertionError(f"{self.name} exited early{self.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name} did not become ready{self.log_tail()}")
-
-    def stop(self) -> None:
-        """Kills the process (SIGKILL: no drain, like a crash or an OOM kill)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.wait_exit()
-
-    def wait_exit(self, timeout: float = 15) -> int | None:
-        if self.process is None:
-            return None
-        return self.process.wait(timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return f"\n--- last lines of {self.log_path.name} ---\n" + "\n".join(tail)
-
-
 BOOKS_FAULTS_TOKEN = "shop-tests-faults-token"
 
 
+# -- books as a process -----------------------------------------------------------------------
+
+
 class BooksProcess(ServiceProcess):
-    """The real books service; ``stop()`` then ``start()`` brings it back on the same port;
+    """The real books service; ``kill()`` then ``start()`` brings it back on the same port;
     ``inject()``/``heal()`` set faults through its admin endpoint."""
 
     def inject(self, **faults: Any) -> None:
@@ -184,7 +102,7 @@ def books_database(postgres_server: PostgresServer) -> Iterator[str]:
 def books_server(
     books_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BooksProcess]:
-    env = process_environment(
+    env = clean_environment(
         DATABASE_URL=books_database,
         LOGGING__ACCESS_LOG="false",
         SHUTDOWN__GRACE_SECONDS="1",
@@ -192,15 +110,15 @@ def books_server(
         FAULTS__TOKEN=BOOKS_FAULTS_TOKEN,
     )
     log_path = tmp_path_factory.mktemp("books") / "books.log"
-    server = BooksProcess("books", port=free_port(), env=env, log_path=log_path)
+    server = BooksProcess("books", env=env, log_path=log_path, ready_timeout=READY_TIMEOUT)
     server.start()
     yield server
-    server.stop()
+    server.kill()
 
 
 @pytest.fixture
 def books(books_server: BooksProcess) -> BooksProcess:
-    books_server.start()  # an earlier test may have stopped it
+    books_server.start()  # an earlier test may have killed it
     return books_server
 
 
@@ -228,7 +146,7 @@ class Catalog:
                     "stock": stock,
                 },
             )
-        assert response.status_code == 201, response.text + self.books.log_tail()
+        assert response.status_code == 201, f"{response.text}\n{self.books.log_tail()}"
         return int(response.json()["id"])
 
     def book(self, book_id: int) -> dict[str, Any]:
@@ -266,17 +184,11 @@ def catalog(books: BooksProcess) -> Catalog:
 
 @pytest.fixture(autouse=True)
 def _hermetic_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Nothing exports spans and the logging an in-process shop configures is undone."""
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    for name in list(os.environ):
-        if name.startswith("OTEL_") and name != "OTEL_TRACES_EXPORTER":
-            monkeypatch.delenv(name)
+    """Nothing exports spans, the machine's variables do not leak in, and the logging an
+    in-process shop configures is undone."""
+    hermetic_environment(monkeypatch)
     yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == "chassis"]:
-        root.removeHandler(handler)
+    reset_logging()
 
 
 @pytest.fixture
@@ -351,28 +263,21 @@ def shop_process(
 ) -> Iterator[ShopProcessFactory]:
     """``shop_process(ORDERS__CRASH_AFTER_RESERVING="true")``: a ``shop serve`` process on
     the test's database; each call is a new process (on a new port) with its own log."""
-    started: list[ServiceProcess] = []
-    counter = itertools.count(1)
+    with ServiceProcesses("shop", tmp_path, ready_timeout=READY_TIMEOUT) as processes:
 
-    def start(**env: str) -> ServiceProcess:
-        variables = process_environment(
-            DATABASE_URL=shop_database_url,
-            LOGGING__ACCESS_LOG="false",
-            SHUTDOWN__GRACE_SECONDS="1",
-            **shop_environment(books, **env),
-        )
-        log_path = tmp_path / f"shop-{next(counter)}.log"
-        process = ServiceProcess("shop", port=free_port(), env=variables, log_path=log_path)
-        started.append(process)
-        process.start()
-        return process
+        def start(**env: str) -> ServiceProcess:
+            variables = clean_environment(
+                DATABASE_URL=shop_database_url,
+                LOGGING__ACCESS_LOG="false",
+                SHUTDOWN__GRACE_SECONDS="1",
+                **shop_environment(books, **env),
+            )
+            return processes.start(variables)
 
-    yield start
-    for process in started:
-        process.stop()
+        yield start
 
 
-# -- chat and problems ------------------------------------------------------------------------
+# -- chat ------------------------------------------------------------------------------------
 
 
 class ChatSink:
@@ -443,21 +348,3 @@ def black_hole() -> Iterator[BlackHole]:
     hole = BlackHole()
     yield hole
     hole.close()
-
-
-def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 answer with ``status`` and a trace id whose detail names ``field``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_JSON)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert TRACE_ID.fullmatch(body["trace_id"] or ""), body
-    if field is not None:
-        assert field in body["detail"], body["detail"]
-    return body
-
-
-@pytest.fixture
-def problem() -> Callable[..., dict[str, Any]]:
-    return assert_problem

@@ -91,7 +91,7 @@ def test_books_down_opens_the_breaker_and_orders_fail_fast_on_design_defaults(
     book = catalog.add_book(stock=5)
     status, ready = readiness(shop)
     assert (status, ready["status"]) == (200, "UP")
-    books.stop()
+    books.kill()
 
     fail_until_open(shop, book, problem)
 
@@ -131,7 +131,7 @@ def test_the_breaker_half_opens_and_closes_when_books_returns(
     book = catalog.add_book(stock=10)
     shop = make_shop(DEPENDENCIES__BOOKS__BREAKER__OPEN_SECONDS="1")
     assert shop.post("/orders", json=order_of(book)).status_code == 201
-    books.stop()
+    books.kill()
     fail_until_open(shop, book, problem)
     opened = time.monotonic()
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from chassis.testing import MetricsSnapshot
+from chassis.testing import MetricsSnapshot, ServiceProcess
 from shop.domain import CRASH_EXIT_CODE
 
 if TYPE_CHECKING:
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
         BooksProcess,
         Catalog,
         MakeShop,
-        ServiceProcess,
         ShopProcessFactory,
         ShopTables,
     )
@@ -79,7 +78,7 @@ def test_an_order_left_pending_waits_for_books_then_is_confirmed(
 ) -> None:
     book = catalog.add_book(stock=10)
     order_id = crash_while_ordering(shop_process, shop_tables, book, quantity=2)
-    books.stop()
+    books.kill()
 
     # The restart is in-process this time (a fresh shop on the same database, as fast to
     # check as a process and one process start cheaper).

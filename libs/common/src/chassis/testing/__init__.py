@@ -1,5 +1,6 @@
 """Test helpers a service reuses: settings without the environment, captured spans, parsed
-metrics, captured logs, and (via the pytest plugin) a real PostgreSQL.
+metrics, captured logs, problem+json checks, services as real child processes
+(``chassis.testing.processes``) and (via the pytest plugin) a real PostgreSQL.
 
     recorder = SpanRecorder()
     service = create_service(hermetic_settings(BooksSettings, SERVICE_DIR, database_url=url),
@@ -11,12 +12,17 @@ metrics, captured logs, and (via the pytest plugin) a real PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
+import structlog
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,14 +33,35 @@ from structlog import testing as structlog_testing
 from chassis.config import Settings, load_settings
 from chassis.logging import add_trace_ids
 from chassis.service import Service
+from chassis.testing.processes import (
+    ServiceProcess,
+    ServiceProcesses,
+    clean_environment,
+    console_script,
+    free_port,
+    is_machine_variable,
+)
+
+if TYPE_CHECKING:
+    import pytest
 
 SettingsT = TypeVar("SettingsT", bound=Settings)
+PROBLEM_JSON = "application/problem+json"
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 __all__ = [
     "MetricsSnapshot",
+    "ServiceProcess",
+    "ServiceProcesses",
     "SpanRecorder",
+    "assert_problem",
     "capture_logs",
+    "clean_environment",
+    "console_script",
+    "free_port",
+    "hermetic_environment",
     "hermetic_settings",
+    "reset_logging",
     "service_client",
 ]
 
@@ -108,3 +135,37 @@ def service_client(service: Service, **options: Any) -> Iterator[TestClient]:
     """A test client that runs the service's start-up and shutdown around the block."""
     with TestClient(service, raise_server_exceptions=False, **options) as client:
         yield client
+
+
+def assert_problem(
+    response: httpx.Response, status: int, field: str | None = None
+) -> dict[str, Any]:
+    """An RFC 9457 answer with ``status``, a title and a trace id, whose detail names ``field``
+    (as a whole word); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert TRACE_ID.fullmatch(body["trace_id"] or ""), body
+    if field is not None:
+        assert re.search(rf"\b{re.escape(field)}\b", body["detail"]), body["detail"]
+    return body
+
+
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For one test: no machine variables in ``os.environ`` (see ``is_machine_variable``) and
+    no span export; ``monkeypatch`` puts the environment back afterwards."""
+    for name in [name for name in os.environ if is_machine_variable(name)]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+
+
+def reset_logging() -> None:
+    """Undoes what a service's logging set up: structlog defaults and context, and the
+    chassis handler on the root logger."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "chassis"]:
+        root.removeHandler(handler)

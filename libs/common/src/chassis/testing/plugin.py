@@ -3,16 +3,19 @@
 - ``postgres_server`` (session): one throwaway PostgreSQL server for the whole run. Skipped when
   none can be started, except under CI (``CI`` set, not "false"/"0") where that is a failure.
 - ``postgres_url`` (function): the SQLAlchemy URL of a fresh, empty database, dropped afterwards.
+- ``problem``: ``chassis.testing.assert_problem``, checks a problem+json answer.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from chassis.testing import assert_problem
 from chassis.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
 
 
@@ -36,6 +39,12 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     yield postgres_server.create_database(name)
     postgres_server.start()  # the test may have stopped it
     postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def problem() -> Callable[..., dict[str, Any]]:
+    """``problem(response, 404, "book_id")``: see ``chassis.testing.assert_problem``."""
+    return assert_problem
 
 
 def _start_postgres_or_skip() -> PostgresServer:
