@@ -1,6 +1,6 @@
 import pytest
 
-from chassis.routes import RouteTable, base_path, normalise_method, spec_templates
+from chassis.routes import RouteTable, base_path, normalise_method, spec_methods, spec_templates
 
 TEMPLATES = [
     "/books",
@@ -113,3 +113,18 @@ def test_known_methods_are_kept(method: str) -> None:
 @pytest.mark.parametrize("method", ["PURGE", "PROPFIND", "get", "FOO", ""])
 def test_other_methods_collapse_to_other(method: str) -> None:
     assert normalise_method(method) == "_OTHER"
+
+
+def test_spec_methods_lists_each_paths_operations_with_head_beside_get() -> None:
+    spec = {
+        "servers": [{"url": "/api"}],
+        "paths": {
+            "/books": {"get": {}, "post": {}, "parameters": [], "summary": "x"},
+            "/books/{book_id}/reservations": {"post": {}},
+        },
+    }
+
+    assert spec_methods(spec) == {
+        "/api/books": "GET, HEAD, POST",
+        "/api/books/{book_id}/reservations": "POST",
+    }

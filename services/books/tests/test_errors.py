@@ -91,6 +91,57 @@ def test_malformed_json_is_a_400(client, problem):
     problem(response, 400)
 
 
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/merge-patch+json"], ids=["post", "patch"]
+)
+def test_json_that_is_not_utf8_is_a_400_naming_body(client, create_book, problem, content_type):
+    book = create_book()
+    bad = b'{"title": "\xff\xfe"}'
+    if content_type == "application/json":
+        response = client.post("/books", content=bad, headers={"Content-Type": content_type})
+    else:
+        response = client.patch(
+            f"/books/{book['id']}", content=bad, headers={"Content-Type": content_type}
+        )
+
+    problem(response, 400, "body")
+    assert client.get(f"/books/{book['id']}").json() == book
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/books", {**VALID_BOOK, "title": "a\u0000b"}, "title"),
+        ("GET", "/books?q=a%00b", None, "q"),
+        ("GET", "/books?author=%00", None, "author"),
+    ],
+)
+def test_text_with_a_nul_character_is_a_400_naming_the_field(
+    client, create_book, problem, method, path, body, field
+):
+    """PostgreSQL text cannot hold NUL: refused at the edge rather than failing in the database."""
+    create_book()
+    response = client.request(method, path, json=body)
+
+    assert "NUL" in problem(response, 400, field)["detail"]
+    assert client.get("/books").json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/books", "GET, HEAD, POST"),
+        ("POST", "/books/1", "DELETE, GET, HEAD, PATCH"),
+        ("GET", "/books/1/reservations", "POST"),
+    ],
+)
+def test_a_405_names_every_method_of_the_path(client, problem, method, path, allowed):
+    response = client.request(method, path)
+
+    problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 def test_a_body_over_max_body_bytes_is_a_413_naming_body(client, problem):
     padding = 64 * 1024  # http.max_body_bytes defaults to 64 KiB
     too_large = json.dumps({**VALID_BOOK, "title": "x" * padding})

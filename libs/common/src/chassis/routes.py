@@ -42,6 +42,19 @@ def spec_templates(spec: dict[str, Any]) -> list[str]:
     return [base + path for path in spec.get("paths", {})]
 
 
+def spec_methods(spec: dict[str, Any]) -> dict[str, str]:
+    """For every path of an OpenAPI 3 document (as in :func:`spec_templates`), the methods its
+    operations take, as an Allow header value; HEAD wherever GET is, as it is served."""
+    base = base_path(spec)
+    allowed = {}
+    for path, item in spec.get("paths", {}).items():
+        methods = {key.upper() for key in item if key.upper() in _HTTP_METHODS}
+        if "GET" in methods:
+            methods.add("HEAD")
+        allowed[base + path] = ", ".join(sorted(methods))
+    return allowed
+
+
 def base_path(spec: dict[str, Any]) -> str:
     """Where connexion mounts the API (and its /openapi.json and /ui): the first server's path."""
     servers = spec.get("servers") or [{"url": "/"}]

@@ -3,7 +3,8 @@
 Layers, outermost first (each a small ASGI middleware):
 
     TelemetryMiddleware   span, RED metrics, access log for every request
-    BodyLimitMiddleware   413 before anything parses an oversized body
+    AllowHeaderMiddleware a 405's Allow lists every method the path's operations take
+    RequestBodyMiddleware 413 over the size limit, 400 for JSON that is not UTF-8
     ChassisEndpoints      /health/live, /health/ready, /healthcheck, /metrics, /info
     connexion middleware  Swagger UI, routing, validation -> ProblemMiddleware -> HandlerApp
 """
@@ -42,12 +43,13 @@ from chassis.info import collect_info
 from chassis.logging import configure_logging, get_logger
 from chassis.metrics import ServiceMetrics
 from chassis.middleware import faults as faults_middleware
-from chassis.middleware.body_limit import BodyLimitMiddleware
+from chassis.middleware.allow import AllowHeaderMiddleware
 from chassis.middleware.problems import ProblemMiddleware
+from chassis.middleware.request_body import RequestBodyMiddleware
 from chassis.middleware.telemetry import TelemetryMiddleware
-from chassis.routes import RouteTable, base_path, spec_templates
+from chassis.routes import RouteTable, base_path, spec_methods, spec_templates
 from chassis.tracing import TRACER_NAME, build_tracer_provider
-from chassis.validation import NamingParameterValidator
+from chassis.validation import NamingParameterValidator, body_validators
 
 log = get_logger("chassis.service")
 Hook = Callable[["Service"], Awaitable[None] | None]
@@ -212,7 +214,7 @@ class Service:
             resolver=HandlerResolver(handlers, self.database, self.executor),
             strict_validation=True,
             validate_responses=validate_responses,
-            validator_map={"parameter": NamingParameterValidator},
+            validator_map={"parameter": NamingParameterValidator, "body": body_validators()},
         )
         return app
 
@@ -228,7 +230,8 @@ class Service:
             stack = self.faults = faults_middleware.FaultInjectionMiddleware(
                 stack, token=faults.token.get_secret_value(), routes=routes
             )
-        stack = BodyLimitMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
+        stack = RequestBodyMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
+        stack = AllowHeaderMiddleware(stack, routes=routes, allowed=spec_methods(document))
         return TelemetryMiddleware(
             stack,
             tracer=self.tracer,

@@ -1,20 +1,28 @@
-"""Request parameter validation that names the offending parameter and compiles each schema once.
+"""Request validation that names the offending field, compiles each schema once and refuses
+text PostgreSQL cannot store.
 
 connexion's own ParameterValidator answers a bad path or query value with the whole jsonschema
 error dump (schema included) and builds a new validator for every parameter of every request;
 this one plugs into connexion's ``validator_map`` and answers ``limit: 101 is greater than the
 maximum of 100``.
+
+A NUL character is valid JSON and a valid URL escape, but PostgreSQL text cannot hold it: the
+insert or the query fails, which would be a 500. Parameters and JSON bodies carrying one are a
+400 naming the field instead, whatever the database.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import BadRequestProblem
 from connexion.utils import is_null, is_nullable
-from connexion.validators import ParameterValidator
+from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 
 _compiled: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+NUL_REFUSED = "text must not contain NUL characters (\\u0000)"
 
 
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
@@ -30,10 +38,49 @@ class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
                 _validator(param).validate(value)
             except ValidationError as exc:
                 return f"{name}: {exc.message}"
+            if _nul_at(value) is not None:
+                return f"{name}: {NUL_REFUSED}"
             return None
         if param.get("required"):
             return f"{name}: missing {parameter_type} parameter"
         return None
+
+
+class TextSafeJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
+    """connexion's JSON body validation, then no NUL in any string of the body."""
+
+    def _validate(self, body: Any) -> dict[str, Any] | None:
+        validated: dict[str, Any] | None = super()._validate(body)
+        where = _nul_at(body)
+        if where is not None:
+            raise BadRequestProblem(detail=f"{where or 'body'}: {NUL_REFUSED}")
+        return validated
+
+
+def body_validators() -> MediaTypeDict:
+    """connexion's request body validators, with :class:`TextSafeJSONBodyValidator` for JSON."""
+    validators = MediaTypeDict(VALIDATOR_MAP["body"])
+    validators["*/*json"] = TextSafeJSONBodyValidator
+    return validators
+
+
+def _nul_at(value: Any, path: str = "") -> str | None:
+    """The path (``items[2].title``) of the first string holding a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        children: Any = (
+            (f"{path}.{key}" if path else str(key), item) for key, item in value.items()
+        )
+    elif isinstance(value, list):
+        children = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for child_path, child in children:
+        found = _nul_at(child, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 def _validator(param: dict[str, Any]) -> Draft4Validator:

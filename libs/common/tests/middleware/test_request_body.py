@@ -8,8 +8,8 @@ from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from chassis.middleware.body_limit import BodyLimitMiddleware, BodyTooLarge
 from chassis.middleware.problems import ProblemMiddleware
+from chassis.middleware.request_body import BodyTooLarge, RequestBodyMiddleware
 
 LIMIT = 100
 
@@ -49,7 +49,7 @@ def reader() -> Reader:
 
 @pytest.fixture
 def client(reader: Reader) -> TestClient:
-    return TestClient(BodyLimitMiddleware(reader, max_body_bytes=LIMIT))
+    return TestClient(RequestBodyMiddleware(reader, max_body_bytes=LIMIT))
 
 
 def assert_refused(response: Any) -> None:
@@ -94,7 +94,7 @@ def test_a_chunked_body_over_the_limit_is_refused(client: TestClient) -> None:
 
 def test_a_chunked_body_over_the_limit_is_refused_behind_the_problem_middleware() -> None:
     # In a service the app that reads the body sits behind the chassis' problem middleware.
-    client = TestClient(BodyLimitMiddleware(ProblemMiddleware(Reader()), max_body_bytes=LIMIT))
+    client = TestClient(RequestBodyMiddleware(ProblemMiddleware(Reader()), max_body_bytes=LIMIT))
 
     assert_refused(client.post("/", content=chunks(LIMIT + 50)))
 
@@ -112,7 +112,7 @@ def test_a_bad_content_length_falls_back_to_counting(client: TestClient) -> None
 
 
 def test_an_answer_already_started_cannot_become_a_413() -> None:
-    client = TestClient(BodyLimitMiddleware(streams_then_reads, max_body_bytes=LIMIT))
+    client = TestClient(RequestBodyMiddleware(streams_then_reads, max_body_bytes=LIMIT))
 
     # A body of unknown length that is not chunked either (a chunked one is read up front)
     with pytest.raises(BodyTooLarge):
@@ -127,7 +127,7 @@ def test_a_chunked_body_reaches_the_app_whole_with_its_length_declared() -> None
         body = await Request(scope, receive).body()
         await JSONResponse({"size": len(body)})(scope, receive, send)
 
-    client = TestClient(BodyLimitMiddleware(app, max_body_bytes=LIMIT))
+    client = TestClient(RequestBodyMiddleware(app, max_body_bytes=LIMIT))
     response = client.post("/", content=chunks(LIMIT))
 
     assert response.request.headers["transfer-encoding"] == "chunked"
@@ -137,7 +137,7 @@ def test_a_chunked_body_reaches_the_app_whole_with_its_length_declared() -> None
 
 
 def test_other_scopes_pass_through(reader: Reader) -> None:
-    app = BodyLimitMiddleware(reader, max_body_bytes=LIMIT)
+    app = RequestBodyMiddleware(reader, max_body_bytes=LIMIT)
 
     async def nothing() -> dict[str, Any]:
         return {}
@@ -147,3 +147,44 @@ def test_other_scopes_pass_through(reader: Reader) -> None:
     asyncio.run(app({"type": "lifespan"}, nothing, ignore))
 
     assert reader.calls == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/merge-patch+json; charset=utf-8"]
+)
+def test_a_json_body_that_is_not_utf8_is_a_400_naming_the_body(
+    reader: Reader, content_type: str
+) -> None:
+    client = TestClient(RequestBodyMiddleware(ProblemMiddleware(reader), max_body_bytes=LIMIT))
+
+    response = client.post(
+        "/", content=b'{"name": "\xff\xfe"}', headers={"Content-Type": content_type}
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "body: a JSON body must be encoded in UTF-8"
+
+
+def test_a_character_split_across_chunks_is_still_utf8(reader: Reader) -> None:
+    client = TestClient(RequestBodyMiddleware(reader, max_body_bytes=LIMIT))
+    body = '{"name": "Édith"}'.encode()
+    split = body.index(b"\xc3") + 1  # between the two bytes of "É"
+
+    def in_two() -> Iterator[bytes]:
+        yield body[:split]
+        yield body[split:]
+
+    response = client.post("/", content=in_two(), headers={"Content-Type": "application/json"})
+
+    assert response.json() == {"size": len(body)}
+
+
+def test_other_media_types_may_carry_any_bytes(reader: Reader) -> None:
+    client = TestClient(RequestBodyMiddleware(reader, max_body_bytes=LIMIT))
+
+    response = client.post(
+        "/", content=b"\xff\xfe\x00", headers={"Content-Type": "application/octet-stream"}
+    )
+
+    assert response.json() == {"size": 3}
