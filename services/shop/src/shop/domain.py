@@ -141,8 +141,8 @@ def settle(
     twice that, so a live saga and recovery rarely work on the same order at once, and when
     they do the order's status decides which of them wins.
     """
-    order_id = order["id"]
-    reservation = books_api.reservation_id(order_id, order["attempt"])
+    order_id, attempt = order["id"], order["attempt"]
+    reservation = books_api.reservation_id(order_id, attempt)
     refusal: Refused | None = None
     trouble: ProblemError | None = None
     stop_at = time.monotonic() + budget_seconds
@@ -161,56 +161,73 @@ def settle(
     if crash_after_reserving:
         log.warning("crashing on purpose after reserving (orders.crash_after_reserving)")
         os._exit(CRASH_EXIT_CODE)
-    if trouble is not None and wait_out_trouble:
+    if wait_out_trouble and isinstance(trouble, DependencyError | CircuitOpenError):
         return Settlement("pending", f"books_unavailable: {trouble.detail}")
     if refusal is None and trouble is None:
-        if persistence.confirm(session, order_id=order_id):
+        if persistence.confirm(session, order_id=order_id, attempt=attempt):
             session.commit()
             return Settlement("confirmed")
         session.rollback()
-        return _follow(session, books, order_id)  # another saga is compensating it
+        return _follow(session, books, order_id, attempt)  # another saga is compensating it
     retry_after = trouble.headers.get("Retry-After") if trouble else None
     if refusal is not None:
         reason = f"out_of_stock: {refusal.reason}"
     else:
         reason = f"books_unavailable: {trouble.detail if trouble else 'unknown'}"
-    if not persistence.start_compensating(session, order_id=order_id, reason=reason):
+    if not persistence.start_compensating(
+        session, order_id=order_id, attempt=attempt, reason=reason
+    ):
         session.rollback()
-        return _follow(session, books, order_id)  # another saga settled it first
+        return _follow(session, books, order_id, attempt)  # another saga settled it first
     session.commit()
-    outcome = compensate(session, books, _fetch(session, order_id))
+    outcome = compensate(session, books, order_id, attempt)
     if outcome.status == "rejected" and retry_after:
         return Settlement("rejected", outcome.reason, float(retry_after))
     return outcome
 
 
-def compensate(session: Session, books: ServiceClient, order: dict[str, Any]) -> Settlement:
-    """Releases every item of a PENDING order that has a reason, then records it REJECTED.
+def compensate(session: Session, books: ServiceClient, order_id: str, attempt: int) -> Settlement:
+    """Releases every item of run ``attempt`` of a compensating PENDING order, then records it
+    REJECTED. Does nothing to an order that has moved on (confirmed, rejected, a later run).
 
     Every item, not only those this saga reserved: another saga may have reserved the rest,
     and a release of what was never reserved makes books refuse it later.
     """
-    reservation = books_api.reservation_id(order["id"], order["attempt"])
+    order = _fetch(session, order_id)
+    if not _compensating(order, attempt):
+        return _settlement_of(order, attempt)
+    reservation = books_api.reservation_id(order_id, attempt)
     for item in order["items"]:
         try:
             books_api.release(books, reservation=reservation, book_id=item["book_id"])
         except (DependencyError, CircuitOpenError):
-            log.warning("compensation incomplete; recovery will finish it", order_id=order["id"])
+            log.warning("compensation incomplete; recovery will finish it", order_id=order_id)
             return Settlement(
                 "pending", "books_unavailable: the order will be settled automatically"
             )
-    persistence.set_status(
-        session, order_id=order["id"], status="rejected", reason=order["reason"], expected="pending"
-    )
+    if not persistence.finish_rejecting(session, order_id=order_id, attempt=attempt):
+        session.rollback()
+        return _settlement_of(_fetch(session, order_id), attempt)
     session.commit()
     return Settlement("rejected", order["reason"])
 
 
-def _follow(session: Session, books: ServiceClient, order_id: str) -> Settlement:
-    """The outcome another saga of the same order decided; helps it compensate if it is."""
+def _follow(session: Session, books: ServiceClient, order_id: str, attempt: int) -> Settlement:
+    """The outcome another saga of the same run decided; helps it compensate if it is."""
     order = _fetch(session, order_id)
-    if order["status"] == "pending" and order["reason"]:
-        return compensate(session, books, order)
+    if _compensating(order, attempt):
+        return compensate(session, books, order_id, attempt)
+    return _settlement_of(order, attempt)
+
+
+def _compensating(order: dict[str, Any], attempt: int) -> bool:
+    return order["status"] == "pending" and order["attempt"] == attempt and bool(order["reason"])
+
+
+def _settlement_of(order: dict[str, Any], attempt: int) -> Settlement:
+    """How run ``attempt`` of the order ended, as far as the order row tells."""
+    if order["attempt"] != attempt:  # rejected, then retried by the client as a new run
+        return Settlement("rejected", "books_unavailable: this run of the order was replaced")
     return Settlement(order["status"], order["reason"])
 
 

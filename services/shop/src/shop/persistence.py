@@ -154,15 +154,21 @@ def set_status(
     return bool(changed)
 
 
-def confirm(session: Session, *, order_id: str) -> bool:
-    """PENDING -> CONFIRMED, unless a saga already started compensating the order."""
-    return _move_pending(session, order_id, status="confirmed")
+def confirm(session: Session, *, order_id: str, attempt: int) -> bool:
+    """PENDING -> CONFIRMED for this run of the saga, unless one started compensating it."""
+    return _move_pending(session, order_id, attempt, compensating=False, status="confirmed")
 
 
-def start_compensating(session: Session, *, order_id: str, reason: str) -> bool:
-    """Records why a PENDING order is being compensated; False when it was confirmed or
-    another saga started compensating it first. From then on it cannot be confirmed."""
-    return _move_pending(session, order_id, status="pending", reason=reason)
+def start_compensating(session: Session, *, order_id: str, attempt: int, reason: str) -> bool:
+    """Records why this run of a PENDING order is being compensated; False when it was
+    confirmed, another saga started compensating it first, or a later run replaced it. From
+    then on this run cannot be confirmed."""
+    return _move_pending(session, order_id, attempt, compensating=False, reason=reason)
+
+
+def finish_rejecting(session: Session, *, order_id: str, attempt: int) -> bool:
+    """PENDING (compensating, this run) -> REJECTED, keeping its reason."""
+    return _move_pending(session, order_id, attempt, compensating=True, status="rejected")
 
 
 def retry(session: Session, *, order_id: str) -> bool:
@@ -176,11 +182,20 @@ def retry(session: Session, *, order_id: str) -> bool:
     return bool(changed)
 
 
-def _move_pending(session: Session, order_id: str, **values: Any) -> bool:
+def _move_pending(
+    session: Session, order_id: str, attempt: int, *, compensating: bool, **values: Any
+) -> bool:
+    """Changes a PENDING order only while it is on run ``attempt`` and is (or is not yet)
+    compensating: a saga holding an older run of the order can never touch a newer one."""
     changed = _rows_changed(
         session,
         update(orders)
-        .where(orders.c.id == order_id, orders.c.status == "pending", orders.c.reason.is_(None))
+        .where(
+            orders.c.id == order_id,
+            orders.c.status == "pending",
+            orders.c.attempt == attempt,
+            orders.c.reason.is_not(None) if compensating else orders.c.reason.is_(None),
+        )
         .values(**values, updated_at=now()),
     )
     return bool(changed)

@@ -32,7 +32,7 @@ def recover_pending(database: Database, books: ServiceClient, *, older_than: flo
             if order is None or order["status"] != "pending":
                 continue
             if order["reason"]:  # its saga had given up: finish the compensation only
-                outcome = domain.compensate(session, books, order)
+                outcome = domain.compensate(session, books, order_id, order["attempt"])
             else:
                 outcome = domain.settle(
                     session,
