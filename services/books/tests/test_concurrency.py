@@ -146,3 +146,22 @@ def test_a_release_racing_its_reservation_always_wins(client, create_book, engin
             .where(reservations.c.released_at.is_(None))
         ).scalar_one()
     assert held == 0
+
+
+def test_deleting_a_book_while_a_release_of_it_lands_never_answers_500(client, create_book):
+    """A release of a book nothing holds leaves a tombstone row pointing at the book: the delete
+    must either go first (the release then finds no book) or answer 409, never fail."""
+    books_made = [create_book(stock=1)["id"] for _ in range(10)]
+
+    def delete_or_release(i):
+        book = books_made[i // 2]
+        if i % 2:
+            return "release", client.delete(f"/books/{book}/reservations/order-{book}")
+        return "delete", client.delete(f"/books/{book}")
+
+    answers = all_at_once(len(books_made) * 2, delete_or_release)
+
+    assert {r.status_code for kind, r in answers if kind == "release"} == {204}
+    assert {r.status_code for kind, r in answers if kind == "delete"} <= {204, 409}, [
+        r.text for kind, r in answers if kind == "delete" and r.status_code not in (204, 409)
+    ]

@@ -51,14 +51,17 @@ def update_book(session: Session, *, book_id: int, changes: dict[str, Any]) -> d
 
 
 def delete_book(session: Session, *, book_id: int) -> None:
-    if persistence.has_reservations(session, book_id=book_id):
-        raise ConflictError(
-            f"book_id: book {book_id} holds stock reservations; release them first",
-            field="book_id",
-        )
-    persistence.delete_released(session, book_id=book_id)
-    if not persistence.delete_book(session, book_id=book_id):
+    # Locked first: a reservation or release (tombstone) of this book waits until the delete
+    # is done, rather than slipping in between the check and the delete.
+    if not persistence.lock_book(session, book_id=book_id):
         raise NotFoundError(f"book_id: no book with id {book_id}", field="book_id")
+    if persistence.has_reservations(session, book_id=book_id):
+        raise _holds_reservations(book_id)
+    persistence.delete_released(session, book_id=book_id)
+    try:
+        persistence.delete_book(session, book_id=book_id)
+    except persistence.StillReferenced:  # SQLite ignores the lock: a reservation came first
+        raise _holds_reservations(book_id) from None
 
 
 def reserve(
@@ -129,6 +132,12 @@ def _existing(session: Session, *, book_id: int, order_id: str, quantity: int) -
 
 def _stock(session: Session, book_id: int) -> int:
     return int(get_book(session, book_id=book_id)["stock"])
+
+
+def _holds_reservations(book_id: int) -> ConflictError:
+    return ConflictError(
+        f"book_id: book {book_id} holds stock reservations; release them first", field="book_id"
+    )
 
 
 def _duplicate_isbn(isbn: str) -> ConflictError:

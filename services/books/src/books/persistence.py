@@ -82,6 +82,10 @@ class DuplicateIsbn(Exception):
     pass
 
 
+class StillReferenced(Exception):
+    """A reservation (held or released) still points at the book."""
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -144,8 +148,21 @@ def update_book(session: Session, *, book_id: int, values: dict[str, Any]) -> di
     return fetch_book(session, book_id=book_id) if changed else None
 
 
+def lock_book(session: Session, *, book_id: int) -> bool:
+    """Locks the book's row until the transaction ends (PostgreSQL); False when it is gone."""
+    found = session.execute(
+        select(books.c.id).where(books.c.id == book_id).with_for_update()
+    ).first()
+    return found is not None
+
+
 def delete_book(session: Session, *, book_id: int) -> bool:
-    return bool(_rows_changed(session, delete(books).where(books.c.id == book_id)))
+    """Deletes the book; :class:`StillReferenced` while a reservation row points at it."""
+    try:
+        with session.begin_nested():
+            return bool(_rows_changed(session, delete(books).where(books.c.id == book_id)))
+    except IntegrityError as exc:
+        raise StillReferenced from exc
 
 
 def has_reservations(session: Session, *, book_id: int) -> bool:
