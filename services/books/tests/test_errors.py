@@ -112,18 +112,22 @@ def test_json_that_is_not_utf8_is_a_400_naming_body(client, create_book, problem
     ("method", "path", "body", "field"),
     [
         ("POST", "/books", {**VALID_BOOK, "title": "a\u0000b"}, "title"),
+        ("POST", "/books", {**VALID_BOOK, "author": "a\ud800b"}, "author"),
         ("GET", "/books?q=a%00b", None, "q"),
         ("GET", "/books?author=%00", None, "author"),
     ],
 )
-def test_text_with_a_nul_character_is_a_400_naming_the_field(
+def test_text_no_database_can_store_is_a_400_naming_the_field(
     client, create_book, problem, method, path, body, field
 ):
     """PostgreSQL text cannot hold NUL: refused at the edge rather than failing in the database."""
     create_book()
-    response = client.request(method, path, json=body)
+    # json.dumps escapes a lone surrogate as \ud800 (httpx's own encoding would refuse it)
+    content = json.dumps(body) if body is not None else None
+    headers = {"content-type": "application/json"} if body is not None else {}
+    response = client.request(method, path, content=content, headers=headers)
 
-    assert "NUL" in problem(response, 400, field)["detail"]
+    assert "NUL" in problem(response, 400, field)["detail"]  # or a lone surrogate
     assert client.get("/books").json()["total"] == 1
 
 

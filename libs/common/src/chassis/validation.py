@@ -6,9 +6,10 @@ error dump (schema included) and builds a new validator for every parameter of e
 this one plugs into connexion's ``validator_map`` and answers ``limit: 101 is greater than the
 maximum of 100``.
 
-A NUL character is valid JSON and a valid URL escape, but PostgreSQL text cannot hold it: the
-insert or the query fails, which would be a 500. Parameters and JSON bodies carrying one are a
-400 naming the field instead, whatever the database.
+A NUL character or a lone surrogate (``\\ud800``) is a valid JSON escape, but PostgreSQL text
+cannot hold it (nor can UTF-8 encode a lone surrogate): the insert or the query fails, which
+would be a 500. Parameters and JSON bodies carrying one are a 400 naming the field instead,
+whatever the database.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, Parame
 from jsonschema import Draft4Validator, ValidationError
 
 _compiled: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
-NUL_REFUSED = "text must not contain NUL characters (\\u0000)"
+NUL_REFUSED = "text must not contain NUL characters (\\u0000) or lone surrogates"
 
 
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
@@ -65,9 +66,9 @@ def body_validators() -> MediaTypeDict:
 
 
 def _nul_at(value: Any, path: str = "") -> str | None:
-    """The path (``items[2].title``) of the first string holding a NUL character, or None."""
+    """The path (``items[2].title``) of the first string no database text can hold, or None."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if _unstorable(value) else None
     if isinstance(value, dict):
         children: Any = (
             (f"{path}.{key}" if path else str(key), item) for key, item in value.items()
@@ -81,6 +82,18 @@ def _nul_at(value: Any, path: str = "") -> str | None:
         if found is not None:
             return found
     return None
+
+
+def _unstorable(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return True
+    return False
 
 
 def _validator(param: dict[str, Any]) -> Draft4Validator:
