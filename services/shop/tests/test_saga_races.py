@@ -55,6 +55,12 @@ def fetch(database: Database, order_id: str) -> dict[str, Any]:
     return order
 
 
+def give_up(database: Database, order_id: str, reason: str) -> None:
+    """What a saga does when it stops trying run 1: record why, so nobody confirms it."""
+    with database.session_scope() as session:
+        assert persistence.start_compensating(session, order_id=order_id, attempt=1, reason=reason)
+
+
 def settle(database: Database, books: ServiceClient, order: dict[str, Any]) -> domain.Settlement:
     with database.session_scope() as session:
         return domain.settle(session, books, order=order, budget_seconds=30)
@@ -66,10 +72,8 @@ def test_a_saga_whose_order_another_is_compensating_releases_instead_of_confirmi
     database, books = parts
     book = catalog.add_book(stock=5)
     order = pending_order(database, (book, 2))
-    with database.session_scope() as session:  # the other saga gave up first
-        assert persistence.start_compensating(
-            session, order_id=order["id"], attempt=1, reason="books_unavailable: it timed out"
-        )
+    # the other saga gave up first
+    give_up(database, order["id"], "books_unavailable: it timed out")
 
     outcome = settle(database, books, order)  # this one reserves everything, too late
 
@@ -107,10 +111,7 @@ def test_recovery_finishes_a_compensation_without_reserving_again(
     reserved, untouched = catalog.add_book(stock=5), catalog.add_book(stock=5)
     order = pending_order(database, (reserved, 1), (untouched, 1))
     assert catalog.reserve(reserved, order_id=order["id"], quantity=1).status_code == 201
-    with database.session_scope() as session:  # then the saga's process died releasing
-        persistence.start_compensating(
-            session, order_id=order["id"], attempt=1, reason="out_of_stock: x"
-        )
+    give_up(database, order["id"], "out_of_stock: x")  # then the saga's process died releasing
 
     assert recover_pending(database, books, older_than=0.0) == 1
 
@@ -144,10 +145,7 @@ class AfterReserving:
 
 def reject_and_retry(database: Database, books: ServiceClient, order_id: str) -> None:
     """Run 1 gives up and compensates, then the client retries with the same key (run 2)."""
-    with database.session_scope() as session:
-        assert persistence.start_compensating(
-            session, order_id=order_id, attempt=1, reason="books_unavailable: slow"
-        )
+    give_up(database, order_id, "books_unavailable: slow")
     with database.session_scope() as session:
         assert domain.compensate(session, books, order_id, 1).status == "rejected"
     with database.session_scope() as session:
@@ -160,10 +158,7 @@ def test_a_late_compensation_of_run_one_leaves_run_two_alone(
     database, books = parts
     first, second = catalog.add_book(stock=5), catalog.add_book(stock=5)
     order = pending_order(database, (first, 1), (second, 1))
-    with database.session_scope() as session:
-        persistence.start_compensating(
-            session, order_id=order["id"], attempt=1, reason="books_unavailable: slow"
-        )
+    give_up(database, order["id"], "books_unavailable: slow")
 
     def recovery_finishes_run_one_late() -> None:
         with database.session_scope() as session:
