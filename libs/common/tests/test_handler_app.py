@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -161,3 +161,101 @@ def test_handlers_are_inspected_once_not_per_request(
         assert client.get("/echo/1").status_code == 200
 
     assert calls == 0
+
+
+# -- the shortcuts taken for requests without a query string, body or content type ------------
+
+EQUIVALENCE_SPEC: dict[str, Any] = {
+    **SPEC,
+    "paths": {
+        **cast(dict[str, Any], SPEC["paths"]),
+        "/need/{n}": {
+            "get": {
+                "operationId": "need",
+                "parameters": [
+                    {"name": "n", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "X-Mode", "in": "header", "schema": {"type": "string", "enum": ["a"]}},
+                ],
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+    },
+}
+EQUIVALENCE_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "/echo/7", {}),
+    ("GET", "/echo/7?ratio=0.5&tags=a,b", {}),
+    ("GET", "/echo/7?limit=many", {}),
+    ("GET", "/echo/7?unknown=1", {}),
+    ("GET", "/echo/x", {}),
+    ("GET", "/echo/7", {"headers": {"content-type": "application/json"}}),
+    ("GET", "/echo/7", {"headers": {"content-type": "text/plain"}, "content": b"hi"}),
+    ("GET", "/need/1", {}),
+    ("GET", "/need/1?q=", {}),
+    ("GET", "/need/1?q=x", {}),
+    ("GET", "/need/1?q=x", {"headers": {"x-mode": "b"}}),
+    ("POST", "/echo/3", {"json": {"x": [1, 2]}}),
+    ("POST", "/echo/3", {}),
+    ("PUT", "/echo/3", {"json": {"x": 1}}),
+    ("PUT", "/echo/3", {}),
+    ("GET", "/async/ann", {}),
+]
+
+
+def _need_handlers() -> ModuleType:
+    module = _handlers()
+
+    def need(n: int, q: str) -> dict[str, Any]:
+        return {"n": n, "q": q}
+
+    module.need = need  # type: ignore[attr-defined]
+    return module
+
+
+def _answers(tmp_path: Path) -> list[Any]:
+    tmp_path.mkdir()
+    (tmp_path / "openapi.yaml").write_text(yaml.safe_dump(EQUIVALENCE_SPEC), encoding="utf-8")
+    settings = hermetic_settings(
+        Settings,
+        tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        environ={"SERVICE__NAME": "echo"},
+    )
+    service = Service(settings, spec=tmp_path / "openapi.yaml", handlers=_need_handlers())
+    found = []
+    try:
+        with service_client(service) as client:
+            for method, url, options in EQUIVALENCE_REQUESTS:
+                response = client.request(method, url, **options)
+                body = response.json()
+                if isinstance(body, dict):
+                    body.pop("trace_id", None)
+                found.append((method, url, response.status_code, response.headers["content-type"]))
+                found.append(body)
+    finally:
+        service.close()
+    return found
+
+
+def test_the_shortcuts_answer_as_connexions_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation with parameter validators built once, an empty query string not parsed, and
+    arguments taken from the path alone when there is nothing else to read: every answer is
+    the one connexion's own request handling gives."""
+    from connexion.middleware.request_validation import RequestValidationMiddleware
+    from connexion.validators import ParameterValidator
+
+    import chassis.handlers
+    import chassis.service
+    from chassis.validation import NamingParameterValidator
+
+    fast = _answers(tmp_path / "fast")
+    monkeypatch.setattr(chassis.service, "RequestValidation", RequestValidationMiddleware)
+    monkeypatch.setattr(NamingParameterValidator, "validate", ParameterValidator.validate)
+    monkeypatch.setattr(chassis.handlers, "_has_content_type", lambda scope: True)
+    general = _answers(tmp_path / "general")
+
+    assert fast == general
+    statuses = {entry[2] for entry in fast[::2]}
+    assert statuses >= {200, 201, 400}

@@ -1,6 +1,7 @@
 import json
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -8,8 +9,10 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from chassis import get_logger
+from chassis import logging as chassis_logging
 from chassis.config import LoggingSection
-from chassis.logging import REDACTED, configure_logging
+from chassis.logging import REDACTED, CachedLogger, configure_logging
+from chassis.testing import capture_logs
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 LEADING = ["timestamp", "level", "logger", "message", "service"]
@@ -235,3 +238,70 @@ def test_server_loggers_go_through_the_chassis(capsys: pytest.CaptureFixture[str
     assert line["logger"] == "uvicorn.error"
     assert "color_message" not in line
     assert stray not in logging.getLogger("uvicorn.error").handlers
+
+
+@pytest.mark.parametrize(
+    "now_ns",
+    [
+        1_700_000_000_123_456_789,  # microseconds, and nanoseconds cut (not rounded) off
+        1_700_000_000_000_000_999,  # a whole second: isoformat() writes no fraction
+        1_700_000_000_999_999_999,
+        1_704_067_199_999_999_000,  # the last microsecond of 2023
+    ],
+)
+def test_timestamps_read_as_structlogs_iso_utc_stamper_writes_them(
+    monkeypatch: pytest.MonkeyPatch, now_ns: int
+) -> None:
+    """``add_timestamp`` formats each second once; its text must stay what
+    ``TimeStamper(fmt="iso", utc=True)`` gave: ``datetime.now(UTC).isoformat()`` with Z."""
+    monkeypatch.setattr(time, "time_ns", lambda: now_ns)
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    expected = (
+        datetime.fromtimestamp(seconds, UTC)
+        .replace(microsecond=nanos // 1000)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )
+
+    first = chassis_logging.add_timestamp(None, "info", {})["timestamp"]
+    again = chassis_logging.add_timestamp(None, "info", {})["timestamp"]  # from the cache
+
+    assert first == again == expected
+    assert RFC3339_UTC.match(first)
+
+
+def test_a_cached_logger_follows_reconfiguration_and_capture(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hot = CachedLogger("tests.hot")
+    configure()
+    hot.get().info("first", n=1)
+    configure_logging("other", LoggingSection())
+    hot.get().info("second", n=2)
+    with capture_logs() as events:
+        hot.get().info("captured", n=3)
+    hot.get().info("third", n=4)
+
+    lines = json_lines(capsys)
+    assert [(line["message"], line["service"], line["logger"]) for line in lines] == [
+        ("first", "svc", "tests.hot"),
+        ("second", "other", "tests.hot"),
+        ("third", "other", "tests.hot"),
+    ]
+    assert [(e["event"], e["n"]) for e in events] == [("captured", 3)]
+
+
+def test_a_cached_logger_writes_what_get_logger_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure()
+    fields = {"method": "GET", "path": "/x?token=abc", "status": 200, "duration_ms": 1.5}
+
+    get_logger("tests.same").info("request", **fields)
+    CachedLogger("tests.same").get().info("request", **fields)
+
+    plain, cached = json_lines(capsys)
+    del plain["timestamp"], cached["timestamp"]
+    assert list(plain) == list(cached)
+    assert plain == cached
+    assert cached["path"] == f"/x?token={REDACTED}"

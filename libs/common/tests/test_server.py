@@ -208,3 +208,50 @@ def test_serve_configures_uvicorn_from_the_settings(
     assert config.access_log is False
     assert config.log_config is None
     service.close()
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    import gc
+
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def test_the_heap_is_settled_for_serving(gc_state: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After start-up: the start-up heap frozen out of collections, and the young generation
+    raised from CPython's default; a threshold set by someone else is kept."""
+    import gc
+
+    from chassis import server
+
+    monkeypatch.setattr(gc, "get_threshold", lambda: (700, 10, 10))
+    thresholds: list[tuple[int, ...]] = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *values: thresholds.append(values))
+
+    server.settle_heap()
+
+    assert gc.get_freeze_count() > 1000
+    assert thresholds == [(server.YOUNG_GENERATION, 10, 10)]
+    monkeypatch.setattr(gc, "get_threshold", lambda: (5000, 20, 20))
+    server.settle_heap()
+    assert thresholds == [(server.YOUNG_GENERATION, 10, 10)]
+
+
+def test_the_server_settles_the_heap_once_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chassis import server
+
+    order: list[str] = []
+
+    async def started(self: Any, sockets: Any = None) -> None:
+        order.append("startup")
+
+    monkeypatch.setattr(uvicorn.Server, "startup", started)
+    monkeypatch.setattr(server, "settle_heap", lambda: order.append("settled"))
+    graceful = GracefulServer(uvicorn.Config(app=None), service=None)  # type: ignore[arg-type]
+
+    asyncio.run(graceful.startup())
+
+    assert order == ["startup", "settled"]

@@ -77,7 +77,7 @@ def test_the_console_exporter_can_be_chosen(settings: Settings) -> None:
 
 
 def test_otlp_is_the_default_exporter(settings: Settings) -> None:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from chassis.otlp import OTLPSpanExporter
 
     provider = build_tracer_provider(settings, environ={})
 
@@ -86,7 +86,7 @@ def test_otlp_is_the_default_exporter(settings: Settings) -> None:
 
 
 def test_a_list_of_exporters_is_honoured(settings: Settings) -> None:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from chassis.otlp import OTLPSpanExporter
 
     provider = build_tracer_provider(settings, environ={"OTEL_TRACES_EXPORTER": "otlp,console"})
 

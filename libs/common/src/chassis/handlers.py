@@ -3,10 +3,11 @@
 Handlers are plain functions returning a body, ``(body, status)`` or ``(body, status, headers)``;
 bodies are rendered as JSON here (connexion's own rendering is slower and insists on a content
 type whenever an operation also declares problem+json answers). A synchronous handler runs on the
-chassis' worker threads inside a database session scope (commit on success, rollback on error),
-so blocking database work never stalls the event loop; an ``async def`` handler runs on the loop
-and opens sessions itself. :class:`HandlerApp`, the innermost app under connexion's middlewares,
-calls them with the arguments connexion extracts, each operation bound once at start-up.
+chassis' worker threads (:mod:`chassis.threads`) inside a database session scope (commit on
+success, rollback on error), so blocking database work never stalls the event loop; an
+``async def`` handler runs on the loop and opens sessions itself. :class:`HandlerApp`, the
+innermost app under connexion's middlewares, calls them with the arguments connexion extracts,
+each operation bound once at start-up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from types import ModuleType
 from typing import Any
 
@@ -25,7 +26,7 @@ from connexion.decorators.parameter import get_arguments, pythonic, sanitized
 from connexion.http_facts import FORM_CONTENT_TYPES
 from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
-from connexion.operations import AbstractOperation, Swagger2Operation
+from connexion.operations import AbstractOperation, OpenAPIOperation, Swagger2Operation
 from connexion.resolver import Resolver
 from connexion.utils import inspect_function_arguments
 from starlette.responses import Response
@@ -33,10 +34,11 @@ from starlette.routing import Router
 from starlette.types import Receive, Scope, Send
 
 from chassis.db import Database
+from chassis.threads import HandlerThreads
 
 
 class HandlerResolver(Resolver):  # type: ignore[misc]
-    def __init__(self, module: ModuleType, database: Database, executor: ThreadPoolExecutor):
+    def __init__(self, module: ModuleType, database: Database, executor: Executor):
         self.module = module
         self.database = database
         self.executor = executor
@@ -78,12 +80,22 @@ def to_response(result: Any) -> Response:
 
 
 def in_session_thread(
-    function: Callable[..., Any], database: Database, executor: ThreadPoolExecutor
+    function: Callable[..., Any], database: Database, executor: Executor
 ) -> Callable[..., Any]:
     def call_in_session(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Response:
         with database.session_scope():
             result = function(*args, **kwargs)
         return to_response(result)
+
+    if isinstance(executor, HandlerThreads):
+        call = executor.call
+
+        @functools.wraps(function)
+        async def lean_handler(*args: Any, **kwargs: Any) -> Response:
+            # The copied context carries the request's span into the thread (SQL spans nest).
+            return await call(contextvars.copy_context().run, call_in_session, args, kwargs)
+
+        return lean_handler
 
     @functools.wraps(function)
     async def handler(*args: Any, **kwargs: Any) -> Response:
@@ -116,8 +128,32 @@ class BoundOperation:
         self.sanitize = functools.lru_cache(maxsize=1024)(
             pythonic if pythonic_params else sanitized
         )
+        # An OpenAPI 3 operation names its body the same whatever the content type: whether the
+        # handler takes one is known now.
+        self.takes_body = not isinstance(operation, OpenAPIOperation) or (
+            self.sanitize(operation.body_name(DEFAULT_CONTENT_TYPE)) in self.arguments
+            or self.has_kwargs
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.takes_body and not scope.get("query_string") and not _has_content_type(scope):
+            # Nothing to read but the path: what connexion's request would give for a request
+            # without a query string or a content type (no query parameters, no form, no
+            # files), without building one.
+            kwargs = get_arguments(
+                self.operation,
+                path_params=self.uri_parser.resolve_path(scope.get("path_params", {})),
+                query_params={},
+                body=None,
+                files={},
+                arguments=self.arguments,
+                has_kwargs=self.has_kwargs,
+                sanitize=self.sanitize,
+                content_type=DEFAULT_CONTENT_TYPE,
+            )
+            response = await self.function(**kwargs)
+            await response(scope, receive, send)
+            return
         request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
         body = await self._body(request)
         kwargs = get_arguments(
@@ -146,6 +182,13 @@ class BoundOperation:
         while asyncio.iscoroutine(body):
             body = await body
         return body
+
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"  # a request's without the header (connexion)
+
+
+def _has_content_type(scope: Scope) -> bool:
+    return any(name == b"content-type" for name, _ in scope["headers"])
 
 
 class HandlerApi(RoutedAPI[BoundOperation]):  # type: ignore[misc]

@@ -8,10 +8,10 @@ Records from the standard library (uvicorn, alembic, ...) go through the same pr
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -38,36 +38,65 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return _redact_mapping(event_dict)
 
 
-@functools.lru_cache(maxsize=4096)
+_secret_keys: dict[str, bool] = {}
+
+
 def _is_secret_key(key: str) -> bool:
-    """Cached: the same dozen keys come by on every line (one regex search each was ~40% of
-    this processor's time on an access-log line)."""
-    return SECRET_KEY.search(key) is not None
+    """Remembered: the same dozen keys come by on every line (one regex search each was ~40%
+    of this processor's time on an access-log line)."""
+    secret = _secret_keys.get(key)
+    if secret is None:
+        if len(_secret_keys) >= 4096:
+            _secret_keys.clear()
+        secret = _secret_keys[key] = SECRET_KEY.search(key) is not None
+    return secret
 
 
 def _redact_mapping(mapping: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in mapping.items():
         if _is_secret_key(key):
             mapping[key] = REDACTED
-        else:
+        elif type(value) is str:
+            # The common case inline: a plain string with none of the characters that every
+            # pattern needs is left as it is.
+            if "://" in value or " " in value or "=" in value or ":" in value:
+                mapping[key] = _redact_string(value)
+        elif type(value) not in _PLAIN:
             mapping[key] = _redact_value(value)
     return mapping
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        if "://" in value:
-            value = URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:" + REDACTED + "@", value)
-        if " " in value:
-            value = BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
-        if "=" in value or ":" in value:  # password=..., token: ... in messages and tracebacks
-            value = SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
+    if type(value) in _PLAIN:
         return value
+    if isinstance(value, str):
+        return _redact_string(value)
     if isinstance(value, dict):
         return _redact_mapping(dict(value))
     if isinstance(value, list | tuple):
         return [_redact_value(item) for item in value]
     return value
+
+
+def _redact_string(value: str) -> str:
+    if "://" in value:
+        value = URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:" + REDACTED + "@", value)
+    if " " in value:
+        value = BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+    if "=" in value or ":" in value:  # password=..., token: ... in messages and tracebacks
+        value = SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
+    return value
+
+
+def format_exc_info(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """structlog's ``format_exc_info``, skipped on the lines (almost all) that have no
+    ``exc_info`` to format."""
+    if "exc_info" not in event_dict:
+        return event_dict
+    return structlog.processors.format_exc_info(logger, name, event_dict)
 
 
 def drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -93,6 +122,24 @@ def add_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDi
     return event_dict
 
 
+_second: tuple[int, str] = (-1, "")
+
+
+def add_timestamp(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """``timestamp``: RFC 3339 in UTC with microseconds, exactly as structlog's
+    ``TimeStamper(fmt="iso", utc=True)`` writes it (``datetime.now(UTC).isoformat()``, ``Z`` for
+    ``+00:00``), with the date and time of day formatted once a second rather than per line."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    second, prefix = _second
+    if seconds != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second = (seconds, prefix)
+    # isoformat() leaves the fraction out when it is zero
+    event_dict["timestamp"] = f"{prefix}.{micros:06d}Z" if micros else f"{prefix}Z"
+    return event_dict
+
+
 def add_service(service: str) -> Processor:
     def processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         event_dict.setdefault("service", service)
@@ -107,12 +154,12 @@ def shared_processors(service: str) -> list[Processor]:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_service(service),
         add_trace_ids,
-        structlog.processors.format_exc_info,
+        format_exc_info,
         drop_color_message,
         redact_secrets,
+        add_timestamp,  # after redaction: nothing to find in it
         structlog.processors.EventRenamer("message"),
     ]
 
@@ -185,3 +232,54 @@ def _configure_stdlib(processors: list[Processor], level: int, console: bool) ->
 def get_logger(name: str) -> Any:
     """A structured logger; ``log.info("message", key=value)``."""
     return structlog.get_logger(logger_name=name)
+
+
+class CachedLogger:
+    """``get_logger(name)`` for a hot path: assembled once per structlog configuration.
+
+    The proxy ``get_logger`` returns assembles a new logger (context, output and wrapper) on
+    every call, so that loggers made at import time follow a later ``configure_logging`` and
+    ``capture_logs``; that was a fifth of an access-log line's cost. This one keeps the
+    assembled logger until the configuration changes, then assembles it again.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._proxy = get_logger(name)
+        self._made_for: tuple[Any, Any, Any, Any] = (None, None, None, None)
+        self._logger: Any = None
+
+    def get(self) -> Any:
+        now = _structlog_configuration()
+        made_for = self._made_for
+        if (
+            now[0] is not made_for[0]
+            or now[1] is not made_for[1]
+            or now[2] is not made_for[2]
+            or now[3] is not made_for[3]
+        ):
+            self._logger = self._proxy.bind()
+            self._made_for = now
+        return self._logger
+
+
+def _structlog_configuration() -> tuple[Any, Any, Any, Any]:
+    """What an assembled logger depends on: structlog's defaults, read where ``configure``
+    writes them (``get_config()`` builds a dict per call; it is the fallback)."""
+    config = _STRUCTLOG_CONFIG
+    if config is None:
+        public = structlog.get_config()
+        return (
+            public["processors"],
+            public["wrapper_class"],
+            public["logger_factory"],
+            public["context_class"],
+        )
+    return (
+        config.default_processors,
+        config.default_wrapper_class,
+        config.logger_factory,
+        config.default_context_class,
+    )
+
+
+_STRUCTLOG_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)

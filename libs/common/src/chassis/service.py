@@ -11,11 +11,9 @@ Layers, outermost first (each a small ASGI middleware):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
@@ -25,11 +23,9 @@ import connexion
 import yaml
 from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.lifespan import LifespanMiddleware
-from connexion.middleware.request_validation import RequestValidationMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
-from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from opentelemetry.sdk.trace import SpanProcessor
 from starlette.types import Receive, Scope, Send
 
@@ -44,12 +40,14 @@ from chassis.logging import configure_logging, get_logger
 from chassis.metrics import ServiceMetrics
 from chassis.middleware import faults as faults_middleware
 from chassis.middleware.allow import AllowHeaderMiddleware
+from chassis.middleware.api_docs import ApiDocsMiddleware
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.request_body import RequestBodyMiddleware
 from chassis.middleware.telemetry import TelemetryMiddleware
 from chassis.routes import RouteTable, base_path, spec_methods, spec_templates
+from chassis.threads import HandlerThreads
 from chassis.tracing import TRACER_NAME, build_tracer_provider
-from chassis.validation import NamingParameterValidator, body_validators
+from chassis.validation import NamingParameterValidator, RequestValidation, body_validators
 
 log = get_logger("chassis.service")
 Hook = Callable[["Service"], Awaitable[None] | None]
@@ -111,7 +109,7 @@ class Service:
             # every burst (a connect, and on SQLite three PRAGMAs, per request).
             or settings.database.pool_size
         )
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-handler")
+        self.executor = HandlerThreads(threads, thread_name_prefix=f"{self.name}-handler")
         self._components: dict[type, Any] = {}
         self.faults: faults_middleware.FaultInjectionMiddleware | None = None
         self._startup: list[Hook] = []
@@ -129,9 +127,7 @@ class Service:
             with self.database.session_scope() as session:
                 return function(session, *args, **kwargs)
 
-        request_context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, request_context.run, call)
+        return await self.executor.call(contextvars.copy_context().run, call)
 
     def provide(self, component: object) -> None:
         """Keeps a service-specific object (its clients, caches, ...) for handlers to find by
@@ -193,10 +189,10 @@ class Service:
         self, spec: Path, document: dict[str, Any], handlers: ModuleType
     ) -> connexion.ConnexionMiddleware:
         validate_responses = self.settings.http.validate_responses
-        middlewares: list[Any] = [ProblemMiddleware, SwaggerUIMiddleware, RoutingMiddleware]
+        middlewares: list[Any] = [ProblemMiddleware, ApiDocsMiddleware, RoutingMiddleware]
         if document.get("components", {}).get("securitySchemes"):
             middlewares.append(SecurityMiddleware)
-        middlewares.append(RequestValidationMiddleware)
+        middlewares.append(RequestValidation)
         if validate_responses:
             middlewares.append(ResponseValidationMiddleware)
         middlewares += [LifespanMiddleware, ContextMiddleware]

@@ -31,6 +31,8 @@ from chassis.config import Settings
 
 TRACER_NAME = "chassis"
 ZERO_TRACE_ID = "0" * 32
+# W3C trace context and baggage, installed as the global propagator by build_tracer_provider.
+CHASSIS_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 
 def build_tracer_provider(
@@ -41,9 +43,7 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """A provider for this service; spans go to the exporter OTEL_TRACES_EXPORTER names."""
     environ = os.environ if environ is None else environ
-    set_global_textmap(
-        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
-    )
+    set_global_textmap(CHASSIS_PROPAGATOR)
     disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
     provider = TracerProvider(resource=build_resource(settings, environ))
     if disabled:
@@ -75,7 +75,7 @@ def _exporter(name: str) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if name != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: expected otlp, console or none")
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from chassis.otlp import OTLPSpanExporter  # the SDK's, with a leaner encoder
 
     return OTLPSpanExporter()
 

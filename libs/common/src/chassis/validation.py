@@ -4,7 +4,8 @@ text PostgreSQL cannot store.
 connexion's own ParameterValidator answers a bad path or query value with the whole jsonschema
 error dump (schema included) and builds a new validator for every parameter of every request;
 this one plugs into connexion's ``validator_map`` and answers ``limit: 101 is greater than the
-maximum of 100``.
+maximum of 100``. :class:`RequestValidation` is connexion's validation middleware with each
+bodiless operation's parameter validator built once rather than per request.
 
 A NUL character or a lone surrogate (``\\ud800``) is a valid JSON escape, but PostgreSQL text
 cannot hold it (nor can UTF-8 encode a lone surrogate): the insert or the query fails, which
@@ -14,19 +15,37 @@ whatever the database.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
+from connexion.lifecycle import ConnexionRequest
+from connexion.middleware.request_validation import (
+    RequestValidationAPI,
+    RequestValidationMiddleware,
+    RequestValidationOperation,
+)
+from connexion.operations import AbstractOperation, OpenAPIOperation
 from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
+from starlette.types import Receive, Scope, Send
 
 _compiled: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
+_connexion_log = logging.getLogger("connexion.validators.parameter")
 NUL_REFUSED = "text must not contain NUL characters (\\u0000) or lone surrogates"
 
 
 class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
+    def validate(self, scope: Scope) -> None:
+        _connexion_log.debug("%s validating parameters...", scope.get("path"))  # as connexion
+        request = ConnexionRequest(scope, uri_parser=self.uri_parser)
+        if not scope.get("query_string"):
+            # What parsing an empty query string resolves to, without parsing it.
+            request._query_params = {}
+        self.validate_request(request)
+
     @staticmethod
     def validate_parameter(
         parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
@@ -105,3 +124,49 @@ def _validator(param: dict[str, Any]) -> Draft4Validator:
         entry = (param, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
         _compiled[id(param)] = entry
     return entry[1]
+
+
+class ValidationOperation(RequestValidationOperation):  # type: ignore[misc]
+    """connexion's request validation of one operation, with its parameter validator built once.
+
+    connexion builds a URI parser and a parameter validator for every request. For an operation
+    without a request body (whose validation is the parameters' alone: no content type is
+    checked, no body read) this one validates with a pair made at start-up; both are stateless,
+    each request gets its own parsed view. Operations with a body go through connexion's own
+    code unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        operation = self._operation
+        self._bodiless = isinstance(operation, OpenAPIOperation) and not operation.request_body
+        uri_parser = operation._uri_parser_class(operation.parameters, operation.body_definition())
+        self._parameters = self._validator_map["parameter"](
+            operation.parameters,
+            uri_parser=uri_parser,
+            strict_validation=self.strict_validation,
+            security_query_params=self.security_query_params,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._bodiless:
+            await super().__call__(scope, receive, send)
+            return
+        self._parameters.validate(scope)
+        await self.next_app(scope, receive, send)
+
+
+class ValidationApi(RequestValidationAPI):  # type: ignore[misc]
+    def make_operation(self, operation: AbstractOperation) -> ValidationOperation:
+        return ValidationOperation(
+            self.next_app,
+            operation=operation,
+            strict_validation=self.strict_validation,
+            validator_map=self.validator_map,
+        )
+
+
+class RequestValidation(RequestValidationMiddleware):  # type: ignore[misc]
+    """connexion's RequestValidationMiddleware with :class:`ValidationOperation`."""
+
+    api_cls = ValidationApi

@@ -255,3 +255,58 @@ def test_other_scopes_pass_through_untouched(
 
     assert probe.seen == [{"type": scope_type}]
     assert recorder.spans() == []
+
+
+# -- the incoming trace context ------------------------------------------------------------------
+
+
+def test_with_the_chassis_propagators_a_request_without_their_headers_starts_a_new_trace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import baggage, propagate, trace
+
+    from chassis.middleware.telemetry import _extract
+    from chassis.tracing import CHASSIS_PROPAGATOR
+
+    propagate.set_global_textmap(CHASSIS_PROPAGATOR)
+    asked: list[Any] = []
+
+    def ask(*args: Any, **kwargs: Any) -> None:
+        asked.append(args)
+
+    monkeypatch.setattr(propagate, "extract", ask)
+
+    plain = _extract([(b"host", b"x"), (b"user-agent", b"wrk")])
+
+    assert plain == {}
+    assert not trace.get_current_span(plain).get_span_context().is_valid
+    assert asked == []  # nobody had to look
+    monkeypatch.undo()
+    propagate.set_global_textmap(CHASSIS_PROPAGATOR)
+    traced = _extract([(b"traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01".encode())])
+    with_baggage = _extract([(b"baggage", b"tenant=acme")])
+    assert format(trace.get_current_span(traced).get_span_context().trace_id, "032x") == TRACE_ID
+    assert baggage.get_all(with_baggage) == {"tenant": "acme"}
+
+
+def test_another_global_propagator_is_always_asked() -> None:
+    from opentelemetry import context, propagate
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    from chassis.middleware.telemetry import _extract
+
+    class Tenant(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context_module.set_value("tenant", "always", context)
+
+        def inject(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-tenant"}
+
+    context_module = context
+    propagate.set_global_textmap(Tenant())
+
+    assert context.get_value("tenant", _extract([(b"host", b"x")])) == "always"

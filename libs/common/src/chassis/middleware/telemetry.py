@@ -20,11 +20,12 @@ from opentelemetry.semconv.attributes import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chassis.logging import get_logger
+from chassis.logging import CachedLogger
 from chassis.metrics import ServiceMetrics
 from chassis.routes import RouteTable, normalise_method
+from chassis.tracing import CHASSIS_PROPAGATOR
 
-access_log = get_logger("chassis.access")
+access_log = CachedLogger("chassis.access")
 
 
 class _Headers:
@@ -44,6 +45,22 @@ class _Headers:
 _GETTER = _Headers()
 
 
+def _extract(headers: list[tuple[bytes, bytes]]) -> context.Context:
+    """The incoming trace context (``propagate.extract``). With the chassis' propagators
+    installed, a request that carries none of their headers gets what they would all return
+    for it, an empty context, without asking each of them to look."""
+    if propagate.get_global_textmap() is CHASSIS_PROPAGATOR:
+        for name, _ in headers:
+            if name in _PROPAGATION_HEADERS:
+                break
+        else:
+            return context.Context()
+    return propagate.extract(headers, getter=_GETTER)  # type: ignore[arg-type]
+
+
+_PROPAGATION_HEADERS = frozenset(field.encode("latin-1") for field in CHASSIS_PROPAGATOR.fields)
+
+
 class TelemetryMiddleware:
     def __init__(
         self,
@@ -59,6 +76,10 @@ class TelemetryMiddleware:
         self.metrics = metrics
         self.routes = routes
         self.access_log_enabled = access_log_enabled
+        # Each label combination's child, looked up once (labels() validates and locks per call).
+        # As bounded as the label values: methods are normalised, routes are templates.
+        self._active: dict[str, Any] = {}
+        self._durations: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +89,7 @@ class TelemetryMiddleware:
         method = normalise_method(scope["method"])
         path = scope["path"]
         route = self.routes.match(path)
-        parent = propagate.extract(scope["headers"], getter=_GETTER)  # type: ignore[arg-type]
+        parent = _extract(scope["headers"])
         span = self.tracer.start_span(
             f"{method} {route}",
             context=parent,
@@ -76,7 +97,9 @@ class TelemetryMiddleware:
             attributes=_request_attributes(scope, method, route),
         )
         token = context.attach(trace.set_span_in_context(span, parent))
-        active = self.metrics.server_active.labels(method)
+        active = self._active.get(method)
+        if active is None:
+            active = self._active[method] = self.metrics.server_active.labels(method)
         active.inc()
         status_code = 500
         error_type: str | None = None
@@ -99,7 +122,7 @@ class TelemetryMiddleware:
             self._finish_span(span, status_code, error_type)
             self._observe(span, method, route, status_code, duration)
             if self.access_log_enabled:
-                access_log.info(
+                access_log.get().info(
                     "request",
                     method=method,
                     route=route,
@@ -128,9 +151,12 @@ class TelemetryMiddleware:
             if span_context.trace_flags.sampled
             else None
         )
-        self.metrics.server_duration.labels(method, route, str(status_code)).observe(
-            duration, exemplar=exemplar
-        )
+        key = (method, route, status_code)
+        child = self._durations.get(key)
+        if child is None:
+            child = self.metrics.server_duration.labels(method, route, str(status_code))
+            self._durations[key] = child
+        child.observe(duration, exemplar=exemplar)
 
 
 def _request_attributes(scope: Scope, method: str, route: str) -> dict[str, Any]:
