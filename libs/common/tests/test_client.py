@@ -25,6 +25,7 @@ from chassis.client import (
     ServiceClient,
     Timeouts,
 )
+from chassis.errors import ProblemError
 from chassis.health import DEGRADED, DOWN, UP
 from chassis.metrics import ServiceMetrics
 from chassis.retry import RetryPolicy, retry_after_seconds
@@ -371,6 +372,63 @@ def test_breaker_recovers_through_half_open_and_logs_each_change(
     ]
     assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
     assert sample(metrics, "circuit_breaker_state", peer_service="books", state="closed") == 1
+
+
+# -- statuses are plain numbers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (DependencyUnavailable("books", "books answered 503"), 503),
+        (DependencyTimeout("books", "books timed out"), 504),
+        (BadGateway("books", "books answered 500"), 502),
+        (CircuitOpenError("books", retry_after_seconds=3), 503),
+    ],
+)
+def test_the_client_errors_carry_plain_int_statuses(error: ProblemError, status: int) -> None:
+    """What shop renders and logs: an HTTPStatus member logged as <HTTPStatus.X: 503>."""
+    assert type(error.status) is int
+    assert error.status == status
+    assert repr(error.status) == str(status)
+
+
+@pytest.mark.parametrize(("answered", "raised"), [(503, 503), (504, 504), (500, 502)])
+def test_a_failed_call_raises_a_plain_int_status_and_measures_the_number(
+    server: FlakyServer,
+    metrics: ServiceMetrics,
+    provider: TracerProvider,
+    recorder: SpanRecorder,
+    answered: int,
+    raised: int,
+) -> None:
+    server.script = [Reply(answered)]
+    client = make_client(server.url, metrics, provider, retry=RetryPolicy(max_attempts=1))
+
+    with pytest.raises(ProblemError) as caught:
+        client.get("/books/{book_id}", book_id=1)
+
+    assert type(caught.value.status) is int
+    assert caught.value.status == raised
+    (span,) = recorder.spans()
+    assert type((span.attributes or {})["http.response.status_code"]) is int
+    labels = {"peer_service": "books", "http_request_method": "GET", "error_type": ""}
+    count = "http_client_request_duration_seconds_count"
+    assert sample(metrics, count, **labels, http_response_status_code=str(answered)) == 1
+
+
+def test_breaker_logs_carry_no_enum_members(
+    server: FlakyServer, metrics: ServiceMetrics, provider: TracerProvider
+) -> None:
+    server.script = [Reply(500)]
+    client = make_client(server.url, metrics, provider, breaker=FAST_TRIP)
+    with capture_logs() as logs:
+        for _ in range(2):
+            with pytest.raises(BadGateway):
+                client.get("/books/1")
+
+    (opened,) = [e for e in logs if e["event"] == "circuit breaker state changed"]
+    assert all(type(value) in (str, int, float, bool) for value in opened.values()), opened
 
 
 # -- telemetry ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import json
+from http import HTTPStatus
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -106,3 +107,50 @@ def test_an_unknown_status_gets_a_generic_title() -> None:
     body = json.loads(problem_response(599, "odd").body)
 
     assert (body["status"], body["title"]) == (599, "Error")
+
+
+# -- statuses are plain numbers (an HTTPStatus member logs as <HTTPStatus.X: 503> in the console)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProblemError("broken"),
+        BadRequestError("bad"),
+        NotFoundError("gone"),
+        ConflictError("taken"),
+        UnprocessableError("odd"),
+        ServiceUnavailable("busy"),
+        ProblemError("busy", status=HTTPStatus.SERVICE_UNAVAILABLE),
+    ],
+)
+def test_every_error_carries_a_plain_int_status(error: ProblemError) -> None:
+    response = render_problem(error)
+
+    assert type(error.status) is int
+    assert type(response.status_code) is int
+    assert type(json.loads(bytes(response.body))["status"]) is int
+
+
+def test_a_service_defined_error_with_an_http_status_member_gets_a_plain_int() -> None:
+    class TooManyRequests(ProblemError):
+        status = HTTPStatus.TOO_MANY_REQUESTS
+
+    error = TooManyRequests("slow down")
+
+    assert type(error.status) is int
+    assert (error.status, error.title) == (429, "Too Many Requests")
+
+
+def test_problem_response_turns_an_http_status_member_into_a_plain_int() -> None:
+    response = problem_response(HTTPStatus.BAD_GATEWAY, "books answered 500")
+
+    assert type(response.status_code) is int
+    assert response.status_code == 502
+    assert json.loads(bytes(response.body))["title"] == "Bad Gateway"
+
+
+def test_an_error_with_an_unknown_status_gets_a_generic_title() -> None:
+    error = ProblemError("odd", status=599)
+
+    assert (error.status, error.title) == (599, "Error")

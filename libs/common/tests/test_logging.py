@@ -1,8 +1,15 @@
+import enum
+import io
 import json
 import logging
+import os
 import re
+import select
+import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -11,10 +18,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from chassis import get_logger
 from chassis import logging as chassis_logging
 from chassis.config import LoggingSection
-from chassis.logging import REDACTED, CachedLogger, configure_logging
+from chassis.logging import REDACTED, CachedLogger, configure_logging, use_colors
 from chassis.testing import capture_logs
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+ANSI = "\x1b["
 LEADING = ["timestamp", "level", "logger", "message", "service"]
 
 
@@ -305,3 +313,173 @@ def test_a_cached_logger_writes_what_get_logger_writes(
     assert list(plain) == list(cached)
     assert plain == cached
     assert cached["path"] == f"/x?token={REDACTED}"
+
+
+# -- enum members are written as their values -------------------------------------------------
+
+
+class Breaker(enum.StrEnum):
+    OPEN = "open"
+
+
+def test_an_http_status_is_a_number_in_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure()
+
+    get_logger("tests.logging").info("answered", status=HTTPStatus.SERVICE_UNAVAILABLE)
+    logging.getLogger("tests.stdlib").info("answered", extra={"status": HTTPStatus.BAD_GATEWAY})
+
+    structlog_line, stdlib_line = json_lines(capsys)
+    assert type(structlog_line["status"]) is int
+    assert (structlog_line["status"], stdlib_line["status"]) == (503, 502)
+
+
+def test_enum_members_read_as_their_values_in_the_console(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(format="console")
+
+    get_logger("tests.logging").info(
+        "answered", status=HTTPStatus.SERVICE_UNAVAILABLE, state=Breaker.OPEN
+    )
+    logging.getLogger("tests.stdlib").info("answered", extra={"status": HTTPStatus.BAD_GATEWAY})
+
+    structlog_line, stdlib_line = capsys.readouterr().out.splitlines()
+    assert "status=503" in structlog_line
+    assert "state=open" in structlog_line
+    assert "status=502" in stdlib_line
+    assert "HTTPStatus" not in structlog_line + stdlib_line
+    assert "Breaker" not in structlog_line
+
+
+# -- colours: only on a terminal ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_colour_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's NO_COLOR/FORCE_COLOR must not decide these tests."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+
+def log_both_ways() -> None:
+    get_logger("tests.logging").info("structlog line", user_id=7)
+    logging.getLogger("tests.stdlib").warning("stdlib line")
+
+
+@pytest.mark.usefixtures("no_colour_variables")
+def test_console_lines_into_a_file_or_pipe_have_no_colour_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(format="console")  # stdout is captured: not a terminal
+
+    log_both_ways()
+
+    out = capsys.readouterr().out
+    assert "structlog line" in out
+    assert "stdlib line" in out
+    assert ANSI not in out
+
+
+@pytest.mark.usefixtures("no_colour_variables")
+def test_force_color_colours_even_without_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    configure(format="console")
+
+    log_both_ways()
+
+    structlog_line, stdlib_line = capsys.readouterr().out.splitlines()
+    assert ANSI in structlog_line
+    assert ANSI in stdlib_line
+
+
+class Terminal:
+    """A real (pseudo-)terminal: ``stream`` is its screen side, ``shown()`` what it shows."""
+
+    def __init__(self) -> None:
+        self.reader, writer = os.openpty()
+        self.stream = open(writer, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def shown(self) -> str:
+        chunks = []
+        while select.select([self.reader], [], [], 0.5)[0]:
+            chunks.append(os.read(self.reader, 65536))
+        return b"".join(chunks).decode()
+
+    def close(self) -> None:
+        self.stream.close()
+        os.close(self.reader)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    """Tests point sys.stdout at ``terminal.stream`` themselves (with monkeypatch): pytest puts
+    its own capture back into sys.stdout between a fixture's setup and the test."""
+    screen = Terminal()
+    yield screen
+    screen.close()
+
+
+@pytest.mark.usefixtures("no_colour_variables")
+def test_console_lines_on_a_terminal_are_coloured(
+    terminal: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", terminal.stream)
+    configure(format="console")
+
+    log_both_ways()
+
+    lines = [line for line in terminal.shown().splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert ANSI in lines[0]
+    assert ANSI in lines[1]
+
+
+@pytest.mark.usefixtures("no_colour_variables")
+def test_no_color_turns_colours_off_even_on_a_terminal(
+    terminal: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", terminal.stream)
+    monkeypatch.setenv("NO_COLOR", "1")
+    configure(format="console")
+
+    log_both_ways()
+
+    out = terminal.shown()
+    assert "structlog line" in out
+    assert "stdlib line" in out
+    assert ANSI not in out
+
+
+class Stream(io.StringIO):
+    def __init__(self, *, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("tty", "environ", "colours"),
+    [
+        (False, {}, False),
+        (True, {}, True),
+        (True, {"NO_COLOR": "1"}, False),
+        (True, {"NO_COLOR": ""}, True),  # empty is unset
+        (False, {"FORCE_COLOR": "1"}, True),
+        (False, {"FORCE_COLOR": ""}, False),
+        (False, {"FORCE_COLOR": "1", "NO_COLOR": "1"}, False),  # NO_COLOR wins
+        (True, {"FORCE_COLOR": "1", "NO_COLOR": "true"}, False),
+    ],
+)
+def test_use_colors(tty: bool, environ: dict[str, str], colours: bool) -> None:
+    assert use_colors(Stream(tty=tty), environ) is colours
+
+
+def test_a_closed_stream_gets_no_colours() -> None:
+    stream = io.StringIO()
+    stream.close()
+
+    assert use_colors(stream, {}) is False

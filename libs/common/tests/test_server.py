@@ -255,3 +255,35 @@ def test_the_server_settles_the_heap_once_started(monkeypatch: pytest.MonkeyPatc
     asyncio.run(graceful.startup())
 
     assert order == ["startup", "settled"]
+
+
+def test_sigterm_stops_the_server_even_when_nobody_reads_its_log_any_more(
+    tiny: ModuleType, tmp_path: Path
+) -> None:
+    """A supervisor that dies (honcho killed, a closed terminal) leaves the service writing to a
+    pipe nobody reads: its shutdown must not hang on the log line it writes."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
+        "OTEL_TRACES_EXPORTER": "none",
+        "SHUTDOWN__GRACE_SECONDS": str(GRACE_SECONDS),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(tiny.SERVICE_DIR / "service.py"), str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        running = Running(process, port, tmp_path / "unused.log")
+        running.wait_until_live()
+        assert process.stdout is not None
+        process.stdout.close()  # the reader is gone: every write now fails with EPIPE
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(GRACE_SECONDS + 10) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,4 +1,4 @@
-"""The resilient client a service uses to call its dependencies (DESIGN §7).
+"""The resilient client a service uses to call its dependencies (design §7).
 
     ServiceClient("books", base_url, ...)  -> httpx.Client
         ResilientTransport                  deadline, breaker, retries with backoff
@@ -65,15 +65,15 @@ class DependencyError(ProblemError):
 
 
 class DependencyUnavailable(DependencyError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE
+    status = HTTPStatus.SERVICE_UNAVAILABLE.value
 
 
 class DependencyTimeout(DependencyError):
-    status = HTTPStatus.GATEWAY_TIMEOUT
+    status = HTTPStatus.GATEWAY_TIMEOUT.value
 
 
 class BadGateway(DependencyError):
-    status = HTTPStatus.BAD_GATEWAY
+    status = HTTPStatus.BAD_GATEWAY.value
 
 
 class ResilientTransport(httpx.BaseTransport):

@@ -1,4 +1,4 @@
-"""Typed, layered configuration (DESIGN §6).
+"""Typed, layered configuration (design §6).
 
 Sources, in rising precedence:
 
@@ -57,6 +57,8 @@ class HttpSection(Section):
 class LoggingSection(Section):
     level: str = Field(default="INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
     format: str = Field(default="json", pattern=r"^(json|console)$")
+    # One line per request; probes and scrapes (health, /metrics) at DEBUG, so `level: DEBUG`
+    # shows them (chassis.middleware.telemetry.PROBE_ROUTES).
     access_log: bool = True
 
 
@@ -142,7 +144,7 @@ def load_settings(
     config_dir: Path,
     environ: Mapping[str, str] | None = None,
 ) -> SettingsT:
-    """Build ``settings_class`` from every source of DESIGN §6, highest precedence last."""
+    """Build ``settings_class`` from every source of design §6, highest precedence last."""
     environ = os.environ if environ is None else environ
     profile = environ.get(PROFILE_VARIABLE)
     merged: dict[str, Any] = {}

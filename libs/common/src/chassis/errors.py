@@ -10,7 +10,8 @@
 
 Handlers and domain code raise these; :func:`problem_response` renders any of them, connexion's
 own problems and unexpected exceptions the same way, always carrying the current ``trace_id``
-and never a stack trace, SQL or secret.
+and never a stack trace, SQL or secret. A status is a plain ``int`` wherever it goes (the error,
+the answer, and so the access log, span and metrics), even when given as an ``HTTPStatus``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ChassisError(Exception):
 class ProblemError(ChassisError):
     """An error that is answered to the client as problem+json."""
 
-    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
+    status: int = HTTPStatus.INTERNAL_SERVER_ERROR.value
 
     def __init__(
         self,
@@ -47,33 +48,33 @@ class ProblemError(ChassisError):
         **extensions: Any,
     ) -> None:
         super().__init__(detail)
-        if status is not None:
-            self.status = status
+        # int(): subclasses (in services too) may name their status as an HTTPStatus member
+        self.status = int(self.status if status is None else status)
         self.detail = detail
-        self.title = title or HTTPStatus(self.status).phrase
+        self.title = title or _phrase(self.status)
         self.type = type
         self.headers = headers or {}
         self.extensions = extensions
 
 
 class BadRequestError(ProblemError):
-    status = HTTPStatus.BAD_REQUEST
+    status = HTTPStatus.BAD_REQUEST.value
 
 
 class NotFoundError(ProblemError):
-    status = HTTPStatus.NOT_FOUND
+    status = HTTPStatus.NOT_FOUND.value
 
 
 class ConflictError(ProblemError):
-    status = HTTPStatus.CONFLICT
+    status = HTTPStatus.CONFLICT.value
 
 
 class UnprocessableError(ProblemError):
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    status = HTTPStatus.UNPROCESSABLE_ENTITY.value
 
 
 class ServiceUnavailable(ProblemError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE
+    status = HTTPStatus.SERVICE_UNAVAILABLE.value
 
     def __init__(self, detail: str, *, retry_after_seconds: float | None = None, **kw: Any):
         headers = kw.pop("headers", None) or {}
@@ -91,6 +92,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
+    status = int(status)  # an HTTPStatus member would reach the access log as its repr
     body: dict[str, Any] = {
         "type": type,
         "title": title or _phrase(status),

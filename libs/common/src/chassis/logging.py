@@ -1,19 +1,23 @@
-"""Logging as one pipeline of small processors (DESIGN §5).
+"""Logging as one pipeline of small processors (design §5).
 
 Every line is one JSON object on stdout: ``timestamp`` (RFC 3339 UTC), ``level``, ``logger``,
 ``message``, ``service``, ``trace_id``/``span_id`` inside a span, plus structured extras.
 Records from the standard library (uvicorn, alembic, ...) go through the same processors.
-``format: console`` renders the same events for humans. Secrets are redacted on the way out.
+``format: console`` renders the same events for humans, in colour only on a terminal (see
+:func:`use_colors`). Secrets are redacted on the way out; enum members are written as their
+values (``status=503``, never ``<HTTPStatus.SERVICE_UNAVAILABLE: 503>``) in both formats.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping
+from enum import Enum
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -34,7 +38,10 @@ SECRET_ASSIGNMENT = re.compile(
 
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Masks values under secret-looking keys and credentials inside strings."""
+    """Masks values under secret-looking keys and credentials inside strings.
+
+    On the same walk over the values, an enum member becomes its value, as the JSON renderer
+    writes it, so that the console shows the same (``status=503``)."""
     return _redact_mapping(event_dict)
 
 
@@ -72,6 +79,8 @@ _PLAIN = frozenset({int, float, bool, type(None)})
 def _redact_value(value: Any) -> Any:
     if type(value) in _PLAIN:
         return value
+    if isinstance(value, Enum):  # before str: a StrEnum is one
+        return _redact_value(value.value)
     if isinstance(value, str):
         return _redact_string(value)
     if isinstance(value, dict):
@@ -168,7 +177,7 @@ LEADING_KEYS = ("timestamp", "level", "logger", "message", "service", "trace_id"
 
 
 def _ordered(event_dict: EventDict) -> dict[str, Any]:
-    """The DESIGN §5 fields first, so lines read the same way every time."""
+    """The design §5 fields first, so lines read the same way every time."""
     ordered = {key: event_dict.pop(key) for key in LEADING_KEYS if key in event_dict}
     ordered.update(event_dict)
     return ordered
@@ -178,14 +187,41 @@ def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> bytes:
     return orjson.dumps(_ordered(event_dict), default=str)
 
 
+def use_colors(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether console lines written to ``stream`` get ANSI colours: never with ``NO_COLOR``
+    set (https://no-color.org; it wins), always with ``FORCE_COLOR`` set (a supervisor that
+    shows its children's output on a terminal, e.g. honcho, asks for it), otherwise only when
+    ``stream`` is a terminal, so that a file or pipe gets plain text. Empty values count as
+    unset."""
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
+
+
+def _console_renderer(colors: bool) -> Processor:
+    return structlog.dev.ConsoleRenderer(
+        event_key="message",
+        colors=colors,
+        # Exceptions arrive formatted (format_exc_info); should one not, a plain traceback, as
+        # the default (rich) one would colour it anyway.
+        exception_formatter=(
+            structlog.dev.default_exception_formatter if colors else structlog.dev.plain_traceback
+        ),
+    )
+
+
 def configure_logging(service: str, section: LoggingSection) -> None:
     """Configures structlog and the standard library once for this process (idempotent)."""
     level = logging.getLevelNamesMapping()[section.level.upper()]
     processors = shared_processors(service)
     console = section.format == "console"
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer(event_key="message") if console else _render_json
-    )
+    colors = console and use_colors(sys.stdout)
+    renderer: Processor = _console_renderer(colors) if console else _render_json
     factory: Callable[..., WrappedLogger] = (
         structlog.PrintLoggerFactory(sys.stdout)
         if console
@@ -197,12 +233,12 @@ def configure_logging(service: str, section: LoggingSection) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=False,
     )
-    _configure_stdlib(processors, level, console)
+    _configure_stdlib(processors, level, console, colors)
 
 
-def _configure_stdlib(processors: list[Processor], level: int, console: bool) -> None:
+def _configure_stdlib(processors: list[Processor], level: int, console: bool, colors: bool) -> None:
     final: Processor = (
-        structlog.dev.ConsoleRenderer(event_key="message")
+        _console_renderer(colors)
         if console
         else structlog.processors.JSONRenderer(
             serializer=lambda d, **_: orjson.dumps(_ordered(d), default=str).decode()

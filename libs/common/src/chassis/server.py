@@ -9,6 +9,7 @@ A second signal skips the drain; a third stops at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import socket
@@ -49,8 +50,11 @@ class GracefulServer(uvicorn.Server):
 
     def _drain(self, sig: int) -> None:
         drain = self.service.settings.shutdown.drain_seconds
-        log.info("shutdown begun", signal=signal.Signals(sig).name, drain_seconds=drain)
         asyncio.get_running_loop().call_later(drain, self._stop_listening)
+        # After the stop is scheduled: a log nobody reads any more (its supervisor died, the
+        # pipe is closed) fails this write, and must not keep the process alive.
+        with contextlib.suppress(OSError):
+            log.info("shutdown begun", signal=signal.Signals(sig).name, drain_seconds=drain)
 
     def _stop_listening(self) -> None:
         self.should_exit = True

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from chassis import ConfigError, Service
-from chassis.middleware.faults import FaultError, parse_faults
-from chassis.testing import MetricsSnapshot, SpanRecorder, service_client
+from chassis.middleware.faults import FaultError, Faults, describe, effect, parse_faults
+from chassis.testing import MetricsSnapshot, SpanRecorder, capture_logs, service_client
 
 TOKEN = "test-faults-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -117,3 +118,111 @@ def test_bad_admin_bodies_name_the_field(make_service: Callable[..., Service]) -
 def test_parse_faults_refuses(body: object, field: str) -> None:
     with pytest.raises(FaultError, match=rf"^{field}:"):
         parse_faults(body)
+
+
+# -- the admin answer says what the service will do -------------------------------------------
+
+
+def test_an_outage_answers_503_and_says_so(make_service: Callable[..., Service]) -> None:
+    """`make break` prints this answer: it used to say "status": 500 for a 503 outage."""
+    with service_client(make_service(**ENABLED)) as client, capture_logs() as events:
+        put = client.put("/admin/faults", json={"outage": True}, headers=AUTH).json()
+        got = client.get("/admin/faults", headers=AUTH).json()
+        broken = client.get("/items/count")
+
+    assert broken.status_code == 503
+    assert put == got
+    assert put == {
+        "active": True,
+        "outage": True,
+        "error_rate": 0.0,
+        "status": broken.status_code,
+        "latency_ms": 0,
+        "routes": [],
+        "effect": "every request to any API route answers 503",
+    }
+    (injected,) = [e for e in events if e["event"] == "faults injected"]
+    assert (injected["status"], injected["outage"]) == (503, True)
+
+
+def test_an_outage_wins_over_an_error_rate_and_its_status(
+    make_service: Callable[..., Service],
+) -> None:
+    fault = {"outage": True, "error_rate": 0.5, "status": 502}
+    with service_client(make_service(**ENABLED)) as client:
+        answer = client.put("/admin/faults", json=fault, headers=AUTH).json()
+        statuses = {client.get("/items/count").status_code for _ in range(20)}
+
+    assert statuses == {503}
+    assert answer["status"] == 503
+    assert answer["effect"] == "every request to any API route answers 503"
+
+
+def test_an_error_rate_answers_its_status(make_service: Callable[..., Service]) -> None:
+    fault = {"error_rate": 1.0, "status": 502, "routes": ["/items/count"]}
+    with service_client(make_service(**ENABLED)) as client:
+        answer = client.put("/admin/faults", json=fault, headers=AUTH).json()
+        got = client.get("/admin/faults", headers=AUTH).json()
+        failed = client.get("/items/count")
+
+    assert answer == got
+    assert (answer["status"], failed.status_code) == (502, 502)
+    assert answer["effect"] == "100% of requests to /items/count answer 502"
+
+
+def test_without_failures_there_is_no_status(make_service: Callable[..., Service]) -> None:
+    with service_client(make_service(**ENABLED)) as client, capture_logs() as events:
+        slow = client.put("/admin/faults", json={"latency_ms": 10, "status": 502}, headers=AUTH)
+        assert client.get("/items/count").status_code == 200
+        healed = client.delete("/admin/faults", headers=AUTH).json()
+        after = client.get("/admin/faults", headers=AUTH).json()
+
+    assert (slow.json()["status"], slow.json()["active"]) == (None, True)
+    assert slow.json()["effect"] == "every request to any API route is delayed 10 ms"
+    assert healed == after
+    assert (healed["status"], healed["active"]) == (None, False)
+    (injected,) = [e for e in events if e["event"] == "faults injected"]
+    assert "status" not in injected  # a log line never says status=None
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "said"),
+    [
+        ({}, None, "none: every request is served normally"),
+        ({"outage": True}, 503, "every request to any API route answers 503"),
+        (
+            {"outage": True, "latency_ms": 200, "routes": ["/a", "/b/{id}"]},
+            503,
+            "every request to /a, /b/{id} answers 503 after a 200 ms delay",
+        ),
+        ({"error_rate": 0.5}, 500, "50% of requests to any API route answer 500"),
+        (
+            {"error_rate": 0.125, "status": 504, "latency_ms": 5},
+            504,
+            "12.5% of requests to any API route answer 504; every one is delayed 5 ms",
+        ),
+        ({"latency_ms": 300}, None, "every request to any API route is delayed 300 ms"),
+        ({"status": 502}, None, "none: every request is served normally"),
+    ],
+)
+def test_describe(fault: dict[str, Any], status: int | None, said: str) -> None:
+    faults = parse_faults(fault)
+
+    answer = describe(faults)
+
+    assert answer["status"] == faults.failure_status == status
+    assert answer["effect"] == effect(faults) == said
+    assert answer["active"] is faults.active
+    assert answer["routes"] == list(faults.routes)
+
+
+def test_the_healthy_answer() -> None:
+    assert describe(Faults()) == {
+        "active": False,
+        "outage": False,
+        "error_rate": 0.0,
+        "status": None,
+        "latency_ms": 0,
+        "routes": [],
+        "effect": "none: every request is served normally",
+    }

@@ -8,9 +8,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chassis import ConflictError, ServiceUnavailable
+from chassis.breaker import CircuitOpenError
+from chassis.client import BadGateway, DependencyTimeout, DependencyUnavailable
 from chassis.middleware.problems import INTERNAL_ERROR_DETAIL, ProblemMiddleware
 from chassis.testing import SpanRecorder, capture_logs
 
@@ -168,3 +170,34 @@ def test_other_scopes_pass_through() -> None:
 
     assert seen == ["lifespan"]
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        DependencyUnavailable("books", "books answered 503"),
+        DependencyTimeout("books", "books timed out"),
+        BadGateway("books", "books answered 500"),
+        CircuitOpenError("books", retry_after_seconds=2),
+        ServiceUnavailable("busy"),
+        ProblemException(status=409, title="Conflict", detail="taken"),
+        HTTPException(405),
+        RuntimeError("boom"),
+    ],
+)
+def test_the_answer_starts_with_a_plain_int_status(exc: Exception) -> None:
+    """What the telemetry middleware logs, traces and measures as the request's status."""
+    started: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+
+    scope: Scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    asyncio.run(ProblemMiddleware(raising(exc))(scope, receive, send))
+
+    (start,) = started
+    assert type(start["status"]) is int

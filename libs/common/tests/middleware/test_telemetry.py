@@ -1,4 +1,7 @@
 import asyncio
+import json
+from collections.abc import MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -8,8 +11,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from chassis.client import DependencyUnavailable
+from chassis.config import LoggingSection
+from chassis.logging import configure_logging
 from chassis.metrics import ServiceMetrics
-from chassis.middleware.telemetry import TelemetryMiddleware
+from chassis.middleware.problems import ProblemMiddleware
+from chassis.middleware.telemetry import PROBE_ROUTES, TelemetryMiddleware
 from chassis.routes import RouteTable
 from chassis.testing import MetricsSnapshot, SpanRecorder, capture_logs
 from chassis.tracing import current_trace_id
@@ -18,6 +25,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 DURATION = "http_server_request_duration_seconds_count"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+PROBES = ["/metrics", "/health/live", "/health/ready", "/healthcheck"]
 
 
 class Probe:
@@ -43,6 +51,15 @@ class Probe:
             raise RuntimeError("boom")
         if path == "/unavailable":
             await PlainTextResponse("busy", status_code=503)(scope, receive, send)
+        elif path == "/enum":  # an application that answers with an HTTPStatus member
+            await PlainTextResponse("busy", status_code=HTTPStatus.SERVICE_UNAVAILABLE)(
+                scope, receive, send
+            )
+        elif path in PROBES or path == "/info":
+            down = scope.get("query_string") == b"down"  # a readiness that fails
+            await PlainTextResponse("DOWN" if down else "UP", status_code=503 if down else 200)(
+                scope, receive, send
+            )
         elif path.startswith("/books/"):
             await JSONResponse({"id": path.rsplit("/", 1)[-1]})(scope, receive, send)
         else:
@@ -68,7 +85,7 @@ def middleware(
         probe,
         tracer=provider.get_tracer("tests"),
         metrics=metrics,
-        routes=RouteTable(["/books/{book_id}", "/fail", "/unavailable"]),
+        routes=RouteTable(["/books/{book_id}", "/fail", "/unavailable", "/enum", *PROBES, "/info"]),
         access_log_enabled=access_log,
     )
 
@@ -238,6 +255,149 @@ def test_the_access_log_can_be_switched_off(
 
     assert [event for event in events if event["event"] == "request"] == []
     assert recorder.names() == ["GET /books/{book_id}"]
+
+
+# -- probes and scrapes in the access log ---------------------------------------------------------
+
+
+def access_events(events: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [event for event in events if event["event"] == "request"]
+
+
+def test_the_probe_routes_are_the_health_checks_and_the_scrape() -> None:
+    assert set(PROBES) == PROBE_ROUTES
+
+
+@pytest.mark.parametrize("path", PROBES)
+def test_a_probe_or_scrape_is_logged_at_debug_but_traced_and_measured_as_before(
+    client: TestClient, recorder: SpanRecorder, metrics: ServiceMetrics, path: str
+) -> None:
+    with capture_logs() as events:
+        response = client.get(path)
+
+    assert response.status_code == 200
+    (access,) = access_events(events)
+    assert (access["log_level"], access["route"], access["status"]) == ("debug", path, 200)
+    assert recorder.names() == [f"GET {path}"]
+    assert (
+        snapshot(metrics).value(
+            DURATION, http_route=path, http_request_method="GET", http_response_status_code="200"
+        )
+        == 1
+    )
+
+
+def test_a_failing_probe_is_news_and_logged_at_info(client: TestClient) -> None:
+    with capture_logs() as events:
+        response = client.get("/health/ready?down")
+
+    assert response.status_code == 503
+    (access,) = access_events(events)
+    assert (access["log_level"], access["status"]) == ("info", 503)
+
+
+@pytest.mark.parametrize("path", ["/books/7", "/info", "/nope", "/health/live/x"])
+def test_every_other_request_is_logged_at_info(client: TestClient, path: str) -> None:
+    with capture_logs() as events:
+        client.get(path)
+
+    assert [event["log_level"] for event in access_events(events)] == ["info"]
+
+
+def access_lines(out: str) -> list[dict[str, Any]]:
+    lines = [json.loads(raw) for raw in out.splitlines()]
+    return [line for line in lines if line["logger"] == "chassis.access"]
+
+
+def test_at_info_level_a_probe_leaves_no_line_at_debug_level_it_does(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("svc", LoggingSection(level="INFO"))
+    client.get("/health/ready")
+    client.get("/books/1")
+    at_info = access_lines(capsys.readouterr().out)
+    configure_logging("svc", LoggingSection(level="DEBUG"))
+    client.get("/health/ready")
+    at_debug = access_lines(capsys.readouterr().out)
+
+    assert [(line["level"], line["route"]) for line in at_info] == [("info", "/books/{book_id}")]
+    assert [(line["level"], line["route"]) for line in at_debug] == [("debug", "/health/ready")]
+
+
+def test_which_routes_are_probes_can_be_chosen(
+    probe: Probe, metrics: ServiceMetrics, recorder: SpanRecorder
+) -> None:
+    provider = TracerProvider()
+    app = TelemetryMiddleware(
+        probe,
+        tracer=provider.get_tracer("tests"),
+        metrics=metrics,
+        routes=RouteTable(["/books/{book_id}", "/metrics"]),
+        probe_routes=["/books/{book_id}"],
+    )
+
+    with capture_logs() as events:
+        TestClient(app).get("/books/1")
+        TestClient(app).get("/metrics")
+
+    assert [(e["route"], e["log_level"]) for e in access_events(events)] == [
+        ("/books/{book_id}", "debug"),
+        ("/metrics", "info"),
+    ]
+
+
+# -- statuses are plain numbers ------------------------------------------------------------------
+
+
+def test_an_http_status_member_is_logged_traced_and_measured_as_a_plain_number(
+    client: TestClient, recorder: SpanRecorder, metrics: ServiceMetrics
+) -> None:
+    with capture_logs() as events:
+        assert client.get("/enum").status_code == 503
+
+    (access,) = access_events(events)
+    assert type(access["status"]) is int
+    assert access["status"] == 503
+    span_status = (only_span(recorder).attributes or {})["http.response.status_code"]
+    assert type(span_status) is int
+    assert span_status == 503
+    assert snapshot(metrics).label_values(DURATION, "http_response_status_code") == {"503"}
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_a_dependency_problem_logs_its_status_as_a_number(
+    metrics: ServiceMetrics,
+    recorder: SpanRecorder,
+    capsys: pytest.CaptureFixture[str],
+    log_format: str,
+) -> None:
+    """Shop's case: a client exception, rendered by the problem middleware."""
+
+    async def calls_books(scope: Scope, receive: Receive, send: Send) -> None:
+        raise DependencyUnavailable("books", "books answered 503")
+
+    provider = TracerProvider()
+    provider.add_span_processor(recorder.processor)
+    app = TelemetryMiddleware(
+        ProblemMiddleware(calls_books),
+        tracer=provider.get_tracer("tests"),
+        metrics=metrics,
+        routes=RouteTable(["/orders"]),
+    )
+    configure_logging("shop", LoggingSection(format=log_format))
+
+    assert TestClient(app).get("/orders").status_code == 503
+
+    out = capsys.readouterr().out
+    assert "HTTPStatus" not in out
+    if log_format == "console":
+        assert " status=503 " in out, out
+    else:
+        (line,) = [json.loads(raw) for raw in out.splitlines()]
+        assert type(line["status"]) is int
+        assert line["status"] == 503
+    assert type((only_span(recorder).attributes or {})["http.response.status_code"]) is int
+    assert snapshot(metrics).label_values(DURATION, "http_response_status_code") == {"503"}
 
 
 @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])

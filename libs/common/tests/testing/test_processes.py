@@ -198,3 +198,12 @@ def test_service_processes_each_get_a_port_and_log_and_all_are_killed(tmp_path: 
     assert not first.running
     assert not second.running
     assert first.returncode == second.returncode == -signal.SIGKILL
+
+
+def test_log_lines_keep_a_line_that_holds_a_unicode_line_separator(
+    make_process: MakeProcess,
+) -> None:
+    process = make_process()
+    # orjson writes U+2028 and U+0085 unescaped; only "\n" ends a log line.
+    process.log_path.write_text('{"path": "/a\u2028b"}\n{"path": "/c\u0085d"}\nnot JSON\n')
+    assert process.log_lines() == [{"path": "/a\u2028b"}, {"path": "/c\u0085d"}]

@@ -8,6 +8,15 @@ outage, for the whole service or some route templates::
     GET    /admin/faults   the current faults
     DELETE /admin/faults   heal
 
+``status`` in a PUT is the status of error_rate's random failures; an outage always answers
+503. All three answer the faults now in force, as they will act (see :func:`describe`)::
+
+    {"active": true, "outage": true, "error_rate": 0.0, "status": 503, "latency_ms": 0,
+     "routes": [], "effect": "every request to any API route answers 503"}
+
+where ``status`` is what a faulted request answers (null while none fails) and ``effect`` says
+it in words.
+
 ``Authorization: Bearer <faults.token>`` is required (401 without it); with the feature disabled
 the endpoint does not exist (404). The chassis' own endpoints (health, metrics, info, admin) are
 never faulted, so a broken service can still be observed and healed. Sits inside the telemetry
@@ -19,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,6 +40,8 @@ from chassis.logging import get_logger
 from chassis.routes import RouteTable
 
 ADMIN_PATH = "/admin/faults"
+OUTAGE_STATUS = 503
+DEFAULT_ERROR_STATUS = 500
 EXEMPT = frozenset({*CHASSIS_PATHS, ADMIN_PATH})
 log = get_logger("chassis.faults")
 
@@ -38,7 +49,7 @@ log = get_logger("chassis.faults")
 @dataclass(frozen=True)
 class Faults:
     error_rate: float = 0.0
-    status: int = 500
+    status: int = DEFAULT_ERROR_STATUS  # of error_rate's failures; an outage answers 503
     latency_ms: int = 0
     outage: bool = False
     routes: tuple[str, ...] = field(default_factory=tuple)
@@ -46,6 +57,16 @@ class Faults:
     @property
     def active(self) -> bool:
         return self.outage or self.error_rate > 0 or self.latency_ms > 0
+
+    @property
+    def failure_status(self) -> int | None:
+        """What a faulted request answers: the outage's 503, else error_rate's status; None
+        when no request fails (healed, or latency only)."""
+        if self.outage:
+            return OUTAGE_STATUS
+        if self.error_rate > 0:
+            return self.status
+        return None
 
     def applies_to(self, route: str) -> bool:
         return not self.routes or route in self.routes
@@ -70,7 +91,7 @@ def parse_faults(body: Any) -> Faults:
         raise FaultError("error_rate: expected a number between 0 and 1")
     if not 0 <= error_rate <= 1:
         raise FaultError("error_rate: expected a number between 0 and 1")
-    status = body.get("status", 500)
+    status = body.get("status", DEFAULT_ERROR_STATUS)
     if not isinstance(status, int) or isinstance(status, bool) or not 500 <= status <= 599:
         raise FaultError("status: expected a 5xx status code")
     latency = body.get("latency_ms", 0)
@@ -119,7 +140,9 @@ class FaultInjectionMiddleware:
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.outage:
-            response = problem_response(503, "injected fault: the service is in an outage")
+            response = problem_response(
+                OUTAGE_STATUS, "injected fault: the service is in an outage"
+            )
             await response(scope, receive, send)
             return
         if faults.error_rate and self.rng.random() < faults.error_rate:
@@ -143,14 +166,15 @@ class FaultInjectionMiddleware:
             except (FaultError, orjson.JSONDecodeError) as exc:
                 await problem_response(400, str(exc))(scope, receive, send)
                 return
-            log.warning("faults injected", **_as_json(self.faults))
+            answer = describe(self.faults)
+            log.warning("faults injected", **{k: v for k, v in answer.items() if v is not None})
         elif method == "DELETE":
             self.faults = HEALTHY
             log.warning("faults healed")
         elif method != "GET":
             await problem_response(405, f"{method} is not allowed here")(scope, receive, send)
             return
-        body = orjson.dumps(_as_json(self.faults))
+        body = orjson.dumps(describe(self.faults))
         await send(
             {
                 "type": "http.response.start",
@@ -173,11 +197,32 @@ class FaultInjectionMiddleware:
         return False
 
 
-def _as_json(faults: Faults) -> dict[str, Any]:
-    data = asdict(faults)
-    data["routes"] = list(faults.routes)
-    data["active"] = faults.active
-    return data
+def describe(faults: Faults) -> dict[str, Any]:
+    """The admin endpoint's answer: the faults in force and what they do to a request."""
+    return {
+        "active": faults.active,
+        "outage": faults.outage,
+        "error_rate": faults.error_rate,
+        "status": faults.failure_status,
+        "latency_ms": faults.latency_ms,
+        "routes": list(faults.routes),
+        "effect": effect(faults),
+    }
+
+
+def effect(faults: Faults) -> str:
+    """``faults`` in words, e.g. "50% of requests to /books/{book_id} answer 502"."""
+    if not faults.active:
+        return "none: every request is served normally"
+    target = "to " + ", ".join(faults.routes) if faults.routes else "to any API route"
+    delay = faults.latency_ms
+    if faults.outage:
+        text = f"every request {target} answers {OUTAGE_STATUS}"
+        return f"{text} after a {delay} ms delay" if delay else text
+    if faults.error_rate > 0:
+        text = f"{faults.error_rate * 100:g}% of requests {target} answer {faults.status}"
+        return f"{text}; every one is delayed {delay} ms" if delay else text
+    return f"every request {target} is delayed {delay} ms"
 
 
 async def _body(receive: Receive) -> bytes:

@@ -2,11 +2,18 @@
 
 Outermost layer: it sees requests that connexion answers itself (400, 404, 405), the chassis'
 own endpoints and unhandled errors alike, and labels them all by route template.
+
+Probes and scrapes (``PROBE_ROUTES``: liveness, readiness, ``/healthcheck``, ``/metrics``) come
+every few seconds from machines; their access-log line is written at DEBUG, so the INFO log
+holds the requests people make (``LOGGING__LEVEL=DEBUG`` shows them too). They are traced and
+measured like every other request. The status is always a plain ``int``, in the log, the span
+and the metric label, whatever an application put in its ``http.response.start``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -20,12 +27,16 @@ from opentelemetry.semconv.attributes import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chassis.endpoints import HEALTHCHECK, LIVE, METRICS, READY
 from chassis.logging import CachedLogger
 from chassis.metrics import ServiceMetrics
 from chassis.routes import RouteTable, normalise_method
 from chassis.tracing import CHASSIS_PROPAGATOR
 
 access_log = CachedLogger("chassis.access")
+# Requests machines make every few seconds: their access-log line is DEBUG, not INFO. /info is not
+# here: nothing polls it, so its rare requests (a person, a deploy script) are worth a line.
+PROBE_ROUTES = frozenset({LIVE, READY, HEALTHCHECK, METRICS})
 
 
 class _Headers:
@@ -70,12 +81,16 @@ class TelemetryMiddleware:
         metrics: ServiceMetrics,
         routes: RouteTable,
         access_log_enabled: bool = True,
+        probe_routes: Collection[str] = PROBE_ROUTES,
     ) -> None:
+        """``probe_routes``: route templates whose access-log line is DEBUG rather than INFO."""
         self.app = app
         self.tracer = tracer
         self.metrics = metrics
         self.routes = routes
         self.access_log_enabled = access_log_enabled
+        # Decided per route, by one set lookup on the template the route table hands out.
+        self.probe_routes = frozenset(probe_routes)
         # Each label combination's child, looked up once (labels() validates and locks per call).
         # As bounded as the label values: methods are normalised, routes are templates.
         self._active: dict[str, Any] = {}
@@ -107,7 +122,9 @@ class TelemetryMiddleware:
         async def send_with_status(message: Message) -> None:
             nonlocal status_code
             if message["type"] == "http.response.start":
-                status_code = message["status"]
+                status = message["status"]
+                # An IntEnum (HTTPStatus) would log as <HTTPStatus.X: 503> in the console.
+                status_code = status if type(status) is int else int(status)
             await send(message)
 
         try:
@@ -122,7 +139,11 @@ class TelemetryMiddleware:
             self._finish_span(span, status_code, error_type)
             self._observe(span, method, route, status_code, duration)
             if self.access_log_enabled:
-                access_log.get().info(
+                logger = access_log.get()
+                # A failing probe (readiness 503) is news: INFO like any other request.
+                quiet = route in self.probe_routes and status_code < 500
+                write = logger.debug if quiet else logger.info
+                write(
                     "request",
                     method=method,
                     route=route,

@@ -179,9 +179,10 @@ class ServiceProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def log_lines(self) -> list[dict[str, Any]]:
-        """Every JSON object line of the log (other lines are skipped)."""
+        """Every JSON object line of the log (other lines are skipped). Lines end at "\\n" only:
+        JSON may hold U+2028 and its kin unescaped, which ``str.splitlines`` would cut at."""
         records = []
-        for raw in self.log_text().splitlines():
+        for raw in self.log_text().split("\n"):
             with contextlib.suppress(ValueError):
                 record = json.loads(raw)
                 if isinstance(record, dict):
