@@ -1,4 +1,4 @@
-"""Traces, access logs and metrics of books' requests (DESIGN §5)."""
+"""Traces, access logs and metrics of books' requests (design §5)."""
 
 from __future__ import annotations
 

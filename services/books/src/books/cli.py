@@ -1,4 +1,4 @@
-"""``books migrate | seed | serve`` (DESIGN §9)."""
+"""``books migrate | seed | serve`` (design §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""books' tables and every SQL statement it runs. Functions take the session explicitly."""
+"""books' tables and every SQL statement it runs. Functions take the session explicitly.
+
+Searches ignore case in every script, on both databases: lower() folds ASCII only in SQLite
+and in a PostgreSQL database whose locale is C, so they go through :class:`UnicodeLower`,
+which is lower() with an ICU collation on PostgreSQL and Python's ``str.lower`` on SQLite (see
+:func:`install_sql_functions`, called by the app factory for the service's engine).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Engine,
     ForeignKey,
     Integer,
     MetaData,
@@ -18,7 +25,9 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    collate,
     delete,
+    event,
     func,
     insert,
     select,
@@ -26,8 +35,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.functions import FunctionElement
 
 from chassis.db import NAMING_CONVENTION
 
@@ -72,6 +85,55 @@ reservations = Table(
 )
 
 
+# PostgreSQL's root ICU locale: Unicode case mapping whatever the database's own locale is.
+# Present wherever PostgreSQL is built with ICU (Debian's, the postgres Docker images, ...).
+UNICODE_COLLATION = "und-x-icu"
+SQLITE_UNICODE_LOWER = "books_unicode_lower"
+LIKE_ESCAPE = "\\"
+
+
+class UnicodeLower(FunctionElement[str]):
+    """``lower(text)`` for every script, not only ASCII (rendered for SQLite and PostgreSQL,
+    the databases books runs on)."""
+
+    name = "unicode_lower"
+    type = String()
+    inherit_cache = True
+
+
+@compiles(UnicodeLower, "postgresql")
+def _unicode_lower_postgresql(element: UnicodeLower, compiler: SQLCompiler, **kw: Any) -> str:
+    (argument,) = element.clauses
+    return f"lower({compiler.process(collate(argument, UNICODE_COLLATION), **kw)})"
+
+
+@compiles(UnicodeLower, "sqlite")
+def _unicode_lower_sqlite(element: UnicodeLower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
+def install_sql_functions(engine: Engine) -> None:
+    """Gives every new SQLite connection of ``engine`` the function behind :class:`UnicodeLower`
+    (PostgreSQL needs none). Call once, before the engine's first connection."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _add_functions)
+
+
+def _add_functions(dbapi_connection: Any, _: Any) -> None:
+    dbapi_connection.create_function(SQLITE_UNICODE_LOWER, 1, _lower, deterministic=True)
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value  # NULL stays NULL
+
+
+def contains_text(column: ColumnElement[str], text: str) -> ColumnElement[bool]:
+    """``column`` holds ``text`` somewhere, ignoring case; ``%``, ``_`` and ``\\`` in ``text``
+    match themselves. Both sides are lowered by the same SQL function, so they agree."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return UnicodeLower(column).like(UnicodeLower(f"%{escaped}%"), escape=LIKE_ESCAPE)
+
+
 @dataclass(frozen=True)
 class BookFilter:
     author: str | None = None
@@ -104,15 +166,10 @@ def fetch_page(
     session: Session, *, where: BookFilter, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     conditions = []
-    # Both sides go through the database's lower(): SQLite's folds ASCII only, so lowering the
-    # term in Python would make non-ASCII names never match, not even as stored.
     if where.author:
-        conditions.append(func.lower(books.c.author) == func.lower(where.author))
+        conditions.append(contains_text(books.c.author, where.author))
     if where.title_words:
-        for word in where.title_words.split():
-            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = func.lower(f"%{escaped}%")
-            conditions.append(func.lower(books.c.title).like(pattern, escape="\\"))
+        conditions += [contains_text(books.c.title, word) for word in where.title_words.split()]
     total = session.execute(select(func.count()).select_from(books).where(*conditions)).scalar_one()
     rows = session.execute(
         select(books).where(*conditions).order_by(books.c.id).limit(limit).offset(offset)

@@ -4,6 +4,8 @@
   none can be started, except under CI (``CI`` set, not "false"/"0") where that is a failure.
 - ``postgres_url`` (function): the SQLAlchemy URL of a fresh, empty database, dropped afterwards.
 - ``problem``: ``chassis.testing.assert_problem``, checks a problem+json answer.
+- ``browser`` (function): a headless Chromium under Playwright (``chassis.testing.browser``).
+  Skipped when none can run, except under CI where that is a failure.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from chassis.testing import assert_problem
+from chassis.testing.browser import chromium_or_skip
 from chassis.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 
 def running_in_ci() -> bool:
@@ -45,6 +51,13 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 def problem() -> Callable[..., dict[str, Any]]:
     """``problem(response, 404, "book_id")``: see ``chassis.testing.assert_problem``."""
     return assert_problem
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium driven by Playwright's sync API, closed after the test."""
+    with chromium_or_skip(required=running_in_ci()) as launched:
+        yield launched
 
 
 def _start_postgres_or_skip() -> PostgresServer:

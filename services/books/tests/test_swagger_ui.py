@@ -1,0 +1,157 @@
+"""Swagger UI (/ui/) in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
+against a real ``books serve``: "Try it out" on an operation reaches the API and shows the
+live answer, both directly and through a reverse proxy on another port that rewrites the Host
+header (as nginx's ``proxy_pass`` does by default). The ``browser`` fixture is the chassis
+plugin's: skipped locally without Chromium, a failure under CI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import create_engine, pool
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from books.seed import seed_catalog
+from books.settings import SERVICE_DIR
+from chassis import migrations
+from chassis.testing import ServiceProcess, clean_environment
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+TIMEOUT_MS = 10_000
+# Not forwarded by a proxy (RFC 9110 7.6.1), plus what it recomputes for the decoded body.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"}
+RECOMPUTED = {"content-length", "content-encoding"}
+DUNE = {"id": 1, "isbn": "9780441172719", "title": "Dune", "author": "Frank Herbert"}
+
+
+@pytest.fixture(scope="module")
+def books_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """``books serve`` on a migrated SQLite file holding the demo catalogue (book 1 is Dune)."""
+    folder = tmp_path_factory.mktemp("books")
+    url = f"sqlite:///{folder / 'books.db'}"
+    migrations.upgrade(SERVICE_DIR / "migrations", url)
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with Session(engine) as session, session.begin():
+            seed_catalog(session)
+    finally:
+        engine.dispose()
+    books = ServiceProcess(
+        "books", env=clean_environment(DATABASE_URL=url), log_path=folder / "books.log"
+    )
+    try:
+        books.start()
+        yield books
+    finally:
+        books.kill()
+
+
+class ReverseProxy:
+    """A GET-only reverse proxy on its own port, in a thread. Like nginx's default
+    ``proxy_pass``, it sends the upstream's host in ``Host``: the service never learns the
+    origin the browser used."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.forwarded: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                skipped = HOP_BY_HOP | {"host"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skipped}
+                answer = httpx.get(proxy.upstream + self.path, headers=headers, timeout=10)
+                proxy.forwarded.append(self.path)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in HOP_BY_HOP | RECOMPUTED:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Forward
+
+
+@pytest.fixture(scope="module")
+def proxy(books_process: ServiceProcess) -> Iterator[ReverseProxy]:
+    proxy = ReverseProxy(books_process.url)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.mark.parametrize("via", ["direct", "proxy"])
+def test_try_it_out_reads_a_book_through_swagger_ui(
+    page: Page, books_process: ServiceProcess, proxy: ReverseProxy, via: str
+) -> None:
+    from playwright.sync_api import expect
+
+    base = books_process.url if via == "direct" else proxy.url
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/ui/")
+
+    servers = page.locator(".servers select")
+    expect(servers.locator("option")).to_have_text(["/"])  # one usable server, not a blank one
+    expect(servers).to_have_value("/")
+
+    operation = page.locator("#operations-books-get_book")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator('tr[data-param-name="book_id"] input').fill("1")
+    with page.expect_response(lambda response: "/books/1" in response.url) as answer:
+        operation.get_by_role("button", name="Execute").click()
+
+    assert answer.value.url == f"{base}/books/1"
+    assert answer.value.status == 200
+    live = operation.locator(".live-responses-table")
+    expect(live.locator("tbody .response-col_status")).to_have_text("200")
+    body = live.locator("tbody .response-col_description .highlight-code code")
+    expect(body).to_contain_text('"title": "Dune"')
+    shown = json.loads(body.inner_text())
+    assert {key: shown[key] for key in DUNE} == DUNE
+    expect(operation.locator(".request-url pre")).to_have_text(f"{base}/books/1")
+    assert errors == []
+    if via == "proxy":
+        assert "/books/1" in proxy.forwarded
+
+
+def test_the_served_document_names_a_usable_server(client: TestClient) -> None:
+    # openapi.yaml says "servers: [{url: /}]"; connexion alone would serve "".
+    for spec_url in ("/openapi.json", "/openapi.yaml"):
+        response = client.get(spec_url)
+        assert response.status_code == 200, spec_url
+        assert yaml.safe_load(response.text)["servers"] == [{"url": "/"}], spec_url
