@@ -2,8 +2,9 @@
 
 fake_books, module_fake_books
                   a real HTTP server standing in for books: GET /books/{id} answers 200
-                  {"title": ...} for KNOWN_BOOKS, 404 otherwise; it counts the requests and can
-                  be taken away (close) and brought back (restart) on the same port
+                  {"title": ...} for KNOWN_BOOKS, 404 otherwise; GET /books?limit=&offset= pages
+                  through them (or answers ``listing_status`` when set); it counts the requests
+                  and can be taken away (close) and brought back (restart) on the same port
 closed_port       a local port nobody listens on (books unreachable)
 database_url      a migrated SQLite database in tmp_path (new_database(folder) for wider scopes)
 count_rows        rows of a chat table, read directly from database_url
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -73,17 +75,48 @@ def closed_port() -> int:
 
 
 class FakeBooks:
-    """books' ``GET /books/{id}`` on a real socket; ``requests`` counts the paths asked.
-    ``close()`` takes it away (its port refuses connections), ``restart()`` brings it back."""
+    """books' ``GET /books/{id}`` and ``GET /books`` on a real socket; ``requests`` counts the
+    paths asked. ``close()`` takes it away (its port refuses connections), ``restart()`` brings
+    it back; ``listing_status`` makes the listing answer that status instead."""
 
     def __init__(self, titles: dict[int, str]) -> None:
         self.titles = dict(titles)
         self.requests: Counter[str] = Counter()
+        self.listing_status: int | None = None
         self._start(port=0)
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def lookups(self, book_id: int) -> int:
         return self.requests[f"/books/{book_id}"]
+
+    def listings(self) -> int:
+        """Pages of the catalogue asked for."""
+        return sum(n for path, n in self.requests.items() if path.startswith("/books?"))
+
+    def answer(self, target: str) -> tuple[int, dict[str, Any]]:
+        url = urlsplit(target)
+        if url.path == "/books":
+            return self._page(parse_qs(url.query))
+        match = re.fullmatch(r"/books/([0-9]+)", url.path)
+        title = self.titles.get(int(match.group(1))) if match else None
+        if title is None:
+            return 404, {"title": "Not Found", "status": 404}
+        return 200, {"id": int(match.group(1)) if match else 0, "title": title}
+
+    def _page(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        if self.listing_status is not None:
+            return self.listing_status, {"title": "Failing on purpose"}
+        limit, offset = int(query["limit"][0]), int(query["offset"][0])
+        books = sorted(self.titles.items())
+        items = [{"id": i, "title": title} for i, title in books[offset : offset + limit]]
+        following = offset + len(items)
+        return 200, {
+            "items": items,
+            "total": len(books),
+            "limit": limit,
+            "offset": offset,
+            "next_offset": following if following < len(books) else None,
+        }
 
     def close(self) -> None:
         self.server.shutdown()
@@ -108,13 +141,7 @@ class FakeBooks:
 
             def do_GET(self) -> None:
                 fake.requests[self.path] += 1
-                match = re.fullmatch(r"/books/([0-9]+)", self.path)
-                book_id = int(match.group(1)) if match else 0
-                title = fake.titles.get(book_id)
-                if title is None:
-                    status, body = 404, {"title": "Not Found", "status": 404}
-                else:
-                    status, body = 200, {"id": book_id, "title": title}
+                status, body = fake.answer(self.path)
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -170,3 +170,20 @@ def test_an_oversized_body_is_refused_before_it_is_parsed(api: Api, problem: Pro
     problem(api.client.post("/rooms/book-1/messages", json=body), 413, "body")
 
     assert api.stored() == before
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        pytest.param("limit=0", "limit", id="limit-0"),
+        pytest.param("limit=101", "limit", id="limit-101"),
+        pytest.param("limit=ten", "limit", id="limit-not-a-number"),
+        pytest.param("offset=-1", "offset", id="offset-negative"),
+        pytest.param("offset=10001", "offset", id="offset-10001"),
+        pytest.param("offset=1.5", "offset", id="offset-not-an-integer"),
+    ],
+)
+def test_a_bad_listing_parameter_is_refused_naming_it(
+    api: Api, problem: Problem, query: str, field: str
+) -> None:
+    problem(api.client.get(f"/rooms?{query}"), 400, field)

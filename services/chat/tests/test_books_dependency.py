@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import create_engine, pool, text
 from starlette.testclient import TestClient
 
 from chassis.testing import MetricsSnapshot
 
 MakeClient = Callable[..., TestClient]
-# Small breaker settings: two failed calls open it (DESIGN §7 defaults need ten).
+# Small breaker settings: two failed calls open it (design §7 defaults need ten).
 FAST_BREAKER = {
     "DEPENDENCIES__BOOKS__BREAKER__MINIMUM_CALLS": "2",
     "DEPENDENCIES__BOOKS__BREAKER__WINDOW_SIZE": "4",
@@ -155,9 +156,15 @@ def test_failed_lookups_are_not_cached(make_client: MakeClient, closed_port: int
     assert calls == 2
 
 
-def room_titles(client: TestClient) -> dict[str, str]:
-    """Titles as stored (listing rooms never asks books)."""
-    return {room["name"]: room["title"] for room in client.get("/rooms").json()["items"]}
+def stored_titles(database_url: str) -> dict[str, str]:
+    """Room titles as the database holds them."""
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT name, title FROM rooms")).all()
+    finally:
+        engine.dispose()
+    return {name: title for name, title in rows}
 
 
 # Every post asks books (nothing cached), once, and nothing stands between chat and books.
@@ -169,24 +176,24 @@ ASK_EVERY_TIME = {
 
 
 def test_a_placeholder_room_title_is_replaced_when_a_later_post_finds_the_book(
-    make_client: MakeClient, fake_books: Any
+    make_client: MakeClient, fake_books: Any, database_url: str
 ) -> None:
     fake_books.close()
     client = make_client(fake_books.base_url, **ASK_EVERY_TIME)
     assert post(client, "book-1", "books is away")["verified"] is False
-    assert room_titles(client) == {"book-1": "Book 1"}
+    assert stored_titles(database_url) == {"book-1": "Book 1"}
 
     fake_books.restart()
     assert post(client, "book-1", "books is back")["verified"] is True
-    assert room_titles(client) == {"book-1": "Book 1: Dune"}
+    assert stored_titles(database_url) == {"book-1": "Book 1: Dune"}
 
     fake_books.close()  # an unanswered lookup never puts the placeholder back
     assert post(client, "book-1", "books is away again")["verified"] is False
-    assert room_titles(client) == {"book-1": "Book 1: Dune"}
+    assert stored_titles(database_url) == {"book-1": "Book 1: Dune"}
 
 
 def test_reading_a_placeholder_room_replaces_its_title_once_books_answers(
-    make_client: MakeClient, fake_books: Any
+    make_client: MakeClient, fake_books: Any, database_url: str
 ) -> None:
     fake_books.close()
     client = make_client(fake_books.base_url, **ASK_EVERY_TIME)
@@ -196,4 +203,4 @@ def test_reading_a_placeholder_room_replaces_its_title_once_books_answers(
     fake_books.restart()
 
     assert client.get("/rooms/book-2").json()["title"] == "Book 2: Solaris"
-    assert room_titles(client) == {"book-2": "Book 2: Solaris"}
+    assert stored_titles(database_url) == {"book-2": "Book 2: Solaris"}

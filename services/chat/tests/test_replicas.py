@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from chassis.migrations import upgrade
 from chassis.testing.postgres import PostgresServer
 from chat import persistence
+from chat.live import LISTENER_APPLICATION_NAME
 from chat.settings import SERVICE_DIR
 
 pytestmark = pytest.mark.postgres
@@ -42,10 +44,12 @@ def wait_for_live_feed(base_url: str, seconds: float = 10) -> dict[str, Any]:
 
 
 @contextmanager
-def following(base_url: str, room: str, sse: Any, *, timeout: float = 5) -> Iterator[Any]:
+def following(
+    base_url: str, room: str, sse: Any, *, timeout: float = 5, **params: str
+) -> Iterator[Any]:
     with (
         httpx.Client(base_url=base_url, timeout=timeout) as client,
-        client.stream("GET", f"/rooms/{room}/events") as response,
+        client.stream("GET", f"/rooms/{room}/events", params=params) as response,
     ):
         assert response.status_code == 200
         events = sse(response)
@@ -196,9 +200,9 @@ def commit_while_nobody_listens(database_url: str, room: str, text_: str) -> dic
             listeners = session.scalars(
                 text(
                     "SELECT pid FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query = :listen"
+                    " WHERE datname = current_database() AND application_name = :listener"
                 ),
-                {"listen": f"LISTEN {persistence.NOTIFY_CHANNEL}"},
+                {"listener": LISTENER_APPLICATION_NAME},
             ).all()
             assert len(listeners) == 2, listeners
             message = persistence.insert_message(
@@ -214,3 +218,112 @@ def commit_while_nobody_listens(database_url: str, room: str, text_: str) -> dic
     finally:
         engine.dispose()
     return message
+
+
+# -- who is live, across replicas ---------------------------------------------------------------
+
+
+def live(base_url: str, room: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{base_url}/rooms/{room}", timeout=5).json()["live"]
+    return body
+
+
+def eventually_live(base_url: str, room: str, expected: dict[str, Any], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while (now := live(base_url, room)) != expected:
+        assert time.monotonic() < deadline, f"{base_url}: {now} != {expected}"
+        time.sleep(0.05)
+
+
+def presence(events: Any) -> dict[str, Any]:
+    event = events.next()
+    assert event.event == "presence", event
+    body: dict[str, Any] = event.json()
+    return body
+
+
+def create_room(base_url: str, name: str) -> None:
+    response = httpx.post(f"{base_url}/rooms", json={"name": name, "title": name}, timeout=5)
+    assert response.status_code == 201, response.text
+
+
+def test_who_is_live_counts_the_followers_of_every_replica(
+    replicas: tuple[Any, Any], sse: Any
+) -> None:
+    replica_a, replica_b = replicas
+    for replica in replicas:
+        wait_for_live_feed(replica.url)
+    create_room(replica_a.url, "reading-room")
+
+    with following(replica_b.url, "reading-room", sse, name="bob", presence="true") as bob:
+        assert presence(bob) == {"count": 1, "names": ["bob"]}
+        with following(replica_a.url, "reading-room", sse, name="ann"):
+            assert presence(bob) == {"count": 2, "names": ["ann", "bob"]}  # ann is on A
+            for replica in replicas:
+                eventually_live(replica.url, "reading-room", {"count": 2, "names": ["ann", "bob"]})
+        assert presence(bob) == {"count": 1, "names": ["bob"]}  # ann left A
+        eventually_live(replica_a.url, "reading-room", {"count": 1, "names": ["bob"]})
+    for replica in replicas:
+        eventually_live(replica.url, "reading-room", {"count": 0, "names": []})
+
+
+def test_a_replica_that_starts_learns_who_follows_on_the_others(
+    replicas: tuple[Any, Any], replica_database: str, module_fake_books: Any, chat_processes: Any
+) -> None:
+    replica_a, _ = replicas
+    wait_for_live_feed(replica_a.url)
+    create_room(replica_a.url, "late-room")
+    with (
+        httpx.Client(base_url=replica_a.url, timeout=5) as client,
+        client.stream("GET", "/rooms/late-room/events", params={"name": "ann"}),
+    ):
+        late = chat_processes.start(replica_database, module_fake_books.base_url)
+        wait_for_live_feed(late.url)
+        # Its hello makes A repeat its rosters at once, not after presence_share_seconds.
+        eventually_live(late.url, "late-room", {"count": 1, "names": ["ann"]}, seconds=3)
+
+
+def test_a_replica_that_dies_stops_being_counted_on_the_others(
+    replicas: tuple[Any, Any], replica_database: str, module_fake_books: Any, chat_processes: Any
+) -> None:
+    _, replica_b = replicas
+    wait_for_live_feed(replica_b.url)
+    create_room(replica_b.url, "fading-room")
+    doomed = chat_processes.start(
+        replica_database, module_fake_books.base_url, LIVE__PRESENCE_SHARE_SECONDS="0.3"
+    )
+    wait_for_live_feed(doomed.url)
+    client = httpx.Client(base_url=doomed.url, timeout=5)
+    stream = client.stream("GET", "/rooms/fading-room/events", params={"name": "ann"})
+    stream.__enter__()
+    eventually_live(replica_b.url, "fading-room", {"count": 1, "names": ["ann"]})
+
+    doomed.kill()  # no goodbye: its followers expire on B (3 x 0.3 s after it last said)
+
+    eventually_live(replica_b.url, "fading-room", {"count": 0, "names": []}, seconds=3)
+    with contextlib.suppress(httpx.HTTPError):
+        stream.__exit__(None, None, None)
+    client.close()
+
+
+def test_a_replica_that_shuts_down_says_goodbye(
+    replicas: tuple[Any, Any], replica_database: str, module_fake_books: Any, chat_processes: Any
+) -> None:
+    """With the default presence_share_seconds (10 s, so 30 s before its followers would
+    expire elsewhere), a replica that stops cleanly stops being counted at once."""
+    _, replica_b = replicas
+    wait_for_live_feed(replica_b.url)
+    create_room(replica_b.url, "closing-room")
+    leaving = chat_processes.start(replica_database, module_fake_books.base_url)
+    wait_for_live_feed(leaving.url)
+    client = httpx.Client(base_url=leaving.url, timeout=5)
+    stream = client.stream("GET", "/rooms/closing-room/events", params={"name": "ann"})
+    stream.__enter__()
+    eventually_live(replica_b.url, "closing-room", {"count": 1, "names": ["ann"]})
+
+    leaving.terminate()
+
+    eventually_live(replica_b.url, "closing-room", {"count": 0, "names": []}, seconds=5)
+    with contextlib.suppress(httpx.HTTPError):
+        stream.__exit__(None, None, None)
+    client.close()

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 Problem = Callable[..., dict[str, Any]]
+NOBODY = {"count": 0, "names": []}
 
 
 def post(client: TestClient, room: str, text: str = "hello") -> dict[str, Any]:
@@ -26,6 +27,7 @@ def test_a_book_room_exists_when_books_knows_the_book(client: TestClient) -> Non
         "kind": "book",
         "book_id": 1,
         "last_message_at": None,
+        "live": NOBODY,
     }
 
 
@@ -41,7 +43,7 @@ def test_a_free_room_is_not_found_until_created(client: TestClient, problem: Pro
 
     assert created.status_code == 201, created.text
     assert created.headers["location"] == "/rooms/lobby"
-    room = {"name": "lobby", "title": "The lobby", "kind": "free", "book_id": None}
+    room = {"name": "lobby", "title": "The lobby", "kind": "free", "book_id": None, "live": NOBODY}
     assert created.json() == {**room, "last_message_at": None}
     assert client.get("/rooms/lobby").json() == {**room, "last_message_at": None}
 
@@ -66,22 +68,28 @@ def test_book_room_names_cannot_be_created(
     assert count_rows("rooms") == 0
 
 
-def test_rooms_are_listed_most_recently_active_first(client: TestClient) -> None:
-    for name in ("alpha", "beta", "gamma"):
+def test_rooms_are_listed_active_first_then_book_rooms_by_id_then_free_rooms(
+    client: TestClient,
+) -> None:
+    for name in ("gamma", "alpha", "beta"):
         assert client.post("/rooms", json={"name": name, "title": name.title()}).status_code == 201
     post(client, "beta")
-    post(client, "book-2")
+    post(client, "book-4")
 
     listed = client.get("/rooms")
 
     assert listed.status_code == 200
     items = listed.json()["items"]
-    assert [room["name"] for room in items] == ["book-2", "beta", "alpha", "gamma"]
+    assert [room["name"] for room in items] == [
+        *("book-4", "beta"),  # most recently active first
+        *("book-1", "book-2", "book-3", "book-5"),  # quiet book rooms by book id
+        *("alpha", "gamma"),  # quiet free rooms by name
+    ]
     assert items[0]["kind"] == "book"
-    assert items[0]["title"] == "Book 2: Solaris"
+    assert items[0]["title"] == "Book 4: Foundation"
     assert items[0]["last_message_at"] > items[1]["last_message_at"]
-    assert items[2]["last_message_at"] is None
-    assert [r["name"] for r in client.get("/rooms?limit=2").json()["items"]] == ["book-2", "beta"]
+    assert [room["last_message_at"] is None for room in items[2:]] == [True] * 6
+    assert [r["name"] for r in client.get("/rooms?limit=2").json()["items"]] == ["book-4", "beta"]
 
 
 def test_a_room_shows_when_it_was_last_active(client: TestClient) -> None:
@@ -97,5 +105,6 @@ def test_a_room_shows_when_it_was_last_active(client: TestClient) -> None:
         "kind": "book",
         "book_id": 3,
         "last_message_at": latest["created_at"],
+        "live": NOBODY,
     }
-    assert listed == [room]
+    assert listed[0] == room

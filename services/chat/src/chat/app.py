@@ -49,6 +49,8 @@ def create_service(
             service.client("books"),
             found_seconds=settings.book_cache.found_seconds,
             missing_seconds=settings.book_cache.missing_seconds,
+            catalogue_seconds=settings.book_cache.catalogue_seconds,
+            catalogue_max_books=settings.book_cache.catalogue_max_books,
         ),
         broker=broker,
         feed=LiveFeed(broker, postgres=postgres),
@@ -59,7 +61,10 @@ def create_service(
     service.shutdown.on_begin(broker.close)  # streams end at once; clients reconnect elsewhere
     if postgres:
         listener = PgListener(
-            _psycopg_dsn(service.database.url), DatabaseMessages(service.database), broker
+            _psycopg_dsn(service.database.url),
+            DatabaseMessages(service.database),
+            broker,
+            share_seconds=settings.live.presence_share_seconds,
         )
         service.add_check(listener)
         service.on_startup(lambda _: listener.start())

@@ -1,4 +1,4 @@
-"""``chat migrate | seed | serve`` (DESIGN §9)."""
+"""``chat migrate | seed | serve`` (design §9)."""
 
 from __future__ import annotations
 

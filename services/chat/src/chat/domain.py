@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
 import re
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from chassis import ConflictError, NotFoundError, UnprocessableError
 from chat import persistence
-from chat.books_api import BookDirectory
+from chat.books_api import BookDirectory, Catalogue
 from chat.live import LiveFeed
 
 BOOK_ROOM = re.compile(r"^book-([1-9][0-9]{0,9})$")
@@ -20,8 +23,44 @@ def book_id_of(room: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
-    return persistence.list_rooms(session, limit=limit)
+@dataclass(frozen=True)
+class RoomPage:
+    rooms: list[dict[str, Any]]
+    total: int
+    catalogue: Catalogue
+
+
+def list_rooms(session: Session, books: BookDirectory, *, limit: int, offset: int) -> RoomPage:
+    """Every stored room and a room for every book in books' catalogue (stored or not yet):
+    those with messages first, most recently active first, then the quiet book rooms by book
+    id, then the quiet free rooms by name. Books being unreachable only costs the catalogue's
+    rooms and titles (``RoomPage.catalogue`` says so), never the answer."""
+    catalogue = books.catalogue()
+    wanted = offset + limit
+    stored = persistence.list_rooms(session, limit=wanted)
+    names = {book_id: book_room_name(book_id) for book_id in catalogue.titles}
+    already = persistence.stored_rooms(session, names=list(names.values()))
+    not_stored = [
+        _book_room(names[book_id], book_id, title)
+        for book_id, title in catalogue.titles.items()
+        if names[book_id] not in already
+    ]
+    # Both in the listing's order; the catalogue's rooms are all quiet book rooms.
+    merged = heapq.merge(stored, not_stored, key=_listing_order)
+    rooms = [_current_title(room, books) for room in islice(merged, offset, wanted)]
+    total = persistence.count_rooms(session) + len(not_stored)
+    return RoomPage(rooms, total, catalogue)
+
+
+def _listing_order(room: dict[str, Any]) -> tuple[Any, ...]:
+    last = room.get("last_message_at")
+    if last is not None:
+        return (0, -last.timestamp(), 0, 0, room["name"])
+    return (1, 0.0, 0 if room["kind"] == "book" else 1, room.get("book_id") or 0, room["name"])
+
+
+def book_room_name(book_id: int) -> str:
+    return f"book-{book_id}"
 
 
 def get_room(session: Session, books: BookDirectory, *, name: str) -> dict[str, Any]:
@@ -116,16 +155,30 @@ def book_room_title(book_id: int, title: str | None) -> str:
 def _with_book_title(
     session: Session, books: BookDirectory, room: dict[str, Any]
 ) -> dict[str, Any]:
-    """A book room created while books was unreachable has a placeholder title: ask again."""
-    book_id = room["book_id"]
-    if room["kind"] != "book" or room["title"] != book_room_title(book_id, None):
+    """A book room created while books was unreachable has a placeholder title: ask again. A
+    book renamed since its room was stored shows the title books gave last (when cached)."""
+    if room["kind"] != "book":
         return room
-    title = books.lookup(book_id).title
-    if title is None:
+    book_id = room["book_id"]
+    known = books.known(book_id)
+    title = known.title if known else None
+    if title is None and room["title"] == book_room_title(book_id, None):
+        title = books.lookup(book_id).title
+    if title is None or room["title"] == book_room_title(book_id, title):
         return room
     room = {**room, "title": book_room_title(book_id, title)}
     persistence.set_title(session, name=room["name"], title=room["title"])
     return room
+
+
+def _current_title(room: dict[str, Any], books: BookDirectory) -> dict[str, Any]:
+    """A listed book room shows the title books gave last (cached), else the stored one."""
+    if room["kind"] != "book":
+        return room
+    known = books.known(room["book_id"])
+    if known is None or known.title is None:
+        return room
+    return {**room, "title": book_room_title(room["book_id"], known.title)}
 
 
 def _book_room(name: str, book_id: int, title: str | None) -> dict[str, Any]:

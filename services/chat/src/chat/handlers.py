@@ -15,10 +15,12 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
 from chassis import ServiceUnavailable, current_service, current_session
-from chassis.responses import rfc3339
+from chassis.responses import offset_page, rfc3339
 from chat import domain
 from chat.app import ChatComponents
-from chat.live import CLOSED, Follower, TooManyFollowers
+from chat.books_api import Catalogue
+from chat.live import CLOSED, PRESENCE, Broker, Follower, TooManyFollowers
+from chat.presence import Roster
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_START = b"retry: 2000\n: following\n\n"
@@ -31,19 +33,27 @@ async def page() -> Response:
     return Response(current_service().component(ChatComponents).page, media_type="text/html")
 
 
-def list_rooms(limit: int = 50) -> dict[str, Any]:
-    rooms = domain.list_rooms(current_session(), limit=limit)
-    return {"items": [room_json(room) for room in rooms]}
+def list_rooms(limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    parts = current_service().component(ChatComponents)
+    page = domain.list_rooms(current_session(), parts.books, limit=limit, offset=offset)
+    live = parts.broker.presence.rosters(room["name"] for room in page.rooms)
+    items = [room_json(room, live[room["name"]]) for room in page.rooms]
+    body = offset_page(items, total=page.total, limit=limit, offset=offset)
+    body["catalogue"] = catalogue_json(page.catalogue)
+    return body
 
 
 def create_room(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    parts = current_service().component(ChatComponents)
     room = domain.create_room(current_session(), name=body["name"], title=body["title"])
-    return room_json(room), 201, {"Location": f"/rooms/{room['name']}"}
+    live = parts.broker.presence.roster(room["name"])
+    return room_json(room, live), 201, {"Location": f"/rooms/{room['name']}"}
 
 
 def get_room(room: str) -> dict[str, Any]:
     parts = current_service().component(ChatComponents)
-    return room_json(domain.get_room(current_session(), parts.books, name=room))
+    found = domain.get_room(current_session(), parts.books, name=room)
+    return room_json(found, parts.broker.presence.roster(found["name"]))
 
 
 def list_messages(room: str, limit: int = 50, before: int | None = None) -> dict[str, Any]:
@@ -67,7 +77,7 @@ def post_message(room: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return message_json(message), 201
 
 
-async def follow_room(room: str) -> Response:
+async def follow_room(room: str, name: str | None = None, presence: bool = False) -> Response:
     service = current_service()
     parts = service.component(ChatComponents)
     last_seen = connexion.request.headers.get("last-event-id")
@@ -76,7 +86,7 @@ async def follow_room(room: str) -> Response:
     )
     try:
         # Before the catch-up query: whatever commits meanwhile arrives live, nothing slips by.
-        follower = parts.broker.subscribe(room, after=after)
+        follower = parts.broker.subscribe(room, after=after, name=name, wants_presence=presence)
     except TooManyFollowers:
         raise ServiceUnavailable(
             "room: this replica follows as many rooms as it may", retry_after_seconds=5
@@ -103,8 +113,14 @@ async def follow_room(room: str) -> Response:
         stream,
         media_type="text/event-stream",
         headers=STREAM_HEADERS,
-        background=BackgroundTask(parts.broker.unsubscribe, follower),
+        background=BackgroundTask(_unsubscribe, parts.broker, follower),
     )
+
+
+async def _unsubscribe(broker: Broker, follower: Follower) -> None:
+    """On the event loop, like every Broker method but publish (a sync background task would
+    run on a worker thread)."""
+    broker.unsubscribe(follower)
 
 
 async def _events(
@@ -116,11 +132,16 @@ async def _events(
     heartbeat: float,
 ) -> AsyncIterator[bytes]:
     """The catch-up, then live messages. A capped catch-up ends the stream instead: the
-    client's reconnect continues it, and no stream holds more than one batch."""
+    client's reconnect continues it, and no stream holds more than one batch. A follower that
+    asked for presence gets the room's roster first and again whenever it changes."""
     broker = current_service().component(ChatComponents).broker
     sent = caught_up_to
+    told = None
     try:
         yield STREAM_START
+        if follower.wants_presence:
+            told = broker.presence.roster(follower.room)
+            yield presence_event(told)
         for message in missed:
             yield sse(message)
         if more:
@@ -134,12 +155,23 @@ async def _events(
                 continue
             if message is CLOSED:
                 return
-            if message["id"] <= sent:
-                continue  # both caught up from the database and announced live
-            sent = message["id"]
-            yield sse(message)
+            if message is not PRESENCE and message["id"] > sent:
+                # (a message both caught up from the database and announced live is skipped)
+                sent = message["id"]
+                yield sse(message)
+            if follower.presence_due:
+                follower.presence_due = False
+                roster = broker.presence.roster(follower.room)
+                if roster != told:
+                    told = roster
+                    yield presence_event(roster)
     finally:
         broker.unsubscribe(follower)
+
+
+def presence_event(roster: Roster) -> bytes:
+    """No ``id``: a presence event leaves the client's Last-Event-ID as it was."""
+    return b"event: presence\ndata: %s\n\n" % orjson.dumps(roster.json())
 
 
 def sse(message: dict[str, Any]) -> bytes:
@@ -149,7 +181,7 @@ def sse(message: dict[str, Any]) -> bytes:
     )
 
 
-def room_json(room: dict[str, Any]) -> dict[str, Any]:
+def room_json(room: dict[str, Any], live: Roster) -> dict[str, Any]:
     last = room.get("last_message_at")
     return {
         "name": room["name"],
@@ -157,6 +189,16 @@ def room_json(room: dict[str, Any]) -> dict[str, Any]:
         "kind": room["kind"],
         "book_id": room.get("book_id"),
         "last_message_at": rfc3339(last) if last else None,
+        "live": live.json(),
+    }
+
+
+def catalogue_json(catalogue: Catalogue) -> dict[str, Any]:
+    fetched = catalogue.fetched_at
+    return {
+        "status": catalogue.status.value,
+        "fetched_at": rfc3339(fetched) if fetched else None,
+        "truncated": catalogue.truncated,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    case,
     func,
     insert,
     select,
@@ -28,6 +30,8 @@ from sqlalchemy.orm import Session
 from chassis.db import NAMING_CONVENTION
 
 NOTIFY_CHANNEL = "chat_messages"
+PRESENCE_CHANNEL = "chat_presence"  # replicas share who follows their rooms (chat.live)
+IN_LIST_SIZE = 500  # names per IN (...): well below SQLite's limit on bound parameters
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -133,6 +137,9 @@ def lock_room(session: Session, *, name: str) -> bool:
 
 
 def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` rooms: those with messages, most recently active first, then the
+    quiet book rooms by book id, then the quiet free rooms by name (chat.domain merges the
+    catalogue's rooms into this order)."""
     last = (
         select(messages.c.room, func.max(messages.c.created_at).label("last_message_at"))
         .group_by(messages.c.room)
@@ -141,10 +148,28 @@ def list_rooms(session: Session, *, limit: int) -> list[dict[str, Any]]:
     rows = session.execute(
         select(rooms, last.c.last_message_at)
         .outerjoin(last, last.c.room == rooms.c.name)
-        .order_by(last.c.last_message_at.desc().nulls_last(), rooms.c.name)
+        .order_by(
+            last.c.last_message_at.desc().nulls_last(),
+            case((rooms.c.kind == "book", 0), else_=1),
+            rooms.c.book_id,
+            rooms.c.name,
+        )
         .limit(limit)
     ).mappings()
     return [dict(row) for row in rows]
+
+
+def count_rooms(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(rooms)).scalar_one())
+
+
+def stored_rooms(session: Session, *, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` are rooms stored here."""
+    found: set[str] = set()
+    for start in range(0, len(names), IN_LIST_SIZE):
+        chunk = names[start : start + IN_LIST_SIZE]
+        found.update(session.execute(select(rooms.c.name).where(rooms.c.name.in_(chunk))).scalars())
+    return found
 
 
 def insert_message(
