@@ -1,7 +1,11 @@
 # Developer and CI entry points. `make` lists the targets.
 
 PYTEST_ARGS ?=
-TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests tests/e2e tests/deploy
+UNIT_TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests
+# The slow suites: a whole stack per session (e2e), the deploy files, the docs' own commands.
+STACK_TEST_PATHS := tests/e2e tests/deploy tests/docs
+# Parallel pytest workers for the unit suites (pytest-xdist); 0 runs them in one process.
+JOBS ?= auto
 BOOKS_PORT ?= 8001
 DATABASE_URL ?= sqlite:///$(CURDIR)/.dev/books.db
 SERVICE ?= books
@@ -14,55 +18,73 @@ CHART := deploy/helm/bookshop
 HELM ?= $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH 2>/dev/null | cut -d: -f1)/bin/helm")
 HELM_KUBE_VERSION ?= 1.37.0
 GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# First recipe line of every target that runs uv: what to do when it is missing.
+REQUIRE_UV = @command -v uv >/dev/null 2>&1 || { echo "make $@ needs uv (https://docs.astral.sh/uv/), \
+which is not on PATH. Debian 12 / Ubuntu 24.04: sudo apt-get install pipx && pipx install uv \
+&& pipx ensurepath (then open a new shell); elsewhere: pipx install uv, or python3 -m pip install \
+--user uv" >&2; exit 127; }
 # Recipe line of the compose targets: a clear message instead of Docker's when Compose is absent.
 REQUIRE_COMPOSE = @docker compose version >/dev/null 2>&1 || { echo "make $@ needs Docker \
 Engine with Compose v2 ('docker compose version' failed here); without Docker: make dev" >&2; \
 exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt test bench books dev break heal e2e load up down logs ps helm
+.PHONY: help install lint fmt check test bench books dev break heal e2e load up down logs ps helm
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install every workspace package and the dev tools from uv.lock into .venv
+	$(REQUIRE_UV)
 	uv sync --locked --all-packages
 
 lint: ## Check lint, formatting and types
+	$(REQUIRE_UV)
 	uv run ruff check .
 	uv run ruff format --check .
 	uv run mypy libs/common/src services/books/src services/shop/src services/chat/src
 
 fmt: ## Format the code and apply safe lint fixes
+	$(REQUIRE_UV)
 	uv run ruff format .
 	uv run ruff check --fix .
 
-test: install ## Lint, then run every test that can run on this machine (PYTEST_ARGS=...)
+check: install ## The quick loop: lint, types, chassis and service tests in parallel (JOBS=auto)
 	@$(MAKE) --no-print-directory lint
-	uv run pytest $(PYTEST_ARGS) $(TEST_PATHS)
+	uv run pytest $(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(PYTEST_ARGS) $(UNIT_TEST_PATHS)
+
+test: check ## Everything that can run here: check, then e2e, deploy and docs (PYTEST_ARGS=...)
+	uv run pytest $(PYTEST_ARGS) $(STACK_TEST_PATHS)
 
 bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a books outage
+	$(REQUIRE_UV)
 	uv run python bench/run.py
 	uv run python bench/breaker_outage.py
 
 books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_URL is set)
+	$(REQUIRE_UV)
 	mkdir -p .dev
 	export DATABASE_URL='$(DATABASE_URL)' && uv run books migrate && uv run books seed \
 		&& uv run books serve --port $(BOOKS_PORT)
 
-dev: ## Run books, shop, chat (+ Prometheus) locally on :8001-8003; DATABASE_URL=postgresql://... optional
+dev: ## Run books, shop, chat (+ Prometheus) locally on :8001-8003 (BOOKS_PORT=... etc.; DATABASE_URL=postgresql://... optional)
+	$(REQUIRE_UV)
 	uv run python deploy/dev/run.py start
 
 break: ## Inject a fault into a running stack: SERVICE=books, FAULT='{"error_rate":0.5}' (default outage)
+	$(REQUIRE_UV)
 	uv run python deploy/dev/run.py break $(SERVICE) $(if $(FAULT),--fault '$(FAULT)')
 
 heal: ## Remove the faults of SERVICE=books in a running stack
+	$(REQUIRE_UV)
 	uv run python deploy/dev/run.py heal $(SERVICE)
 
 e2e: ## End-to-end tests: own stack on free ports, or a running one via E2E_*_URL (PYTEST_ARGS=...)
+	$(REQUIRE_UV)
 	uv run pytest $(PYTEST_ARGS) tests/e2e
 
 load: ## Headless locust run (LOAD_USERS=20, LOAD_SECONDS=60) against the stack on :8001-8003
+	$(REQUIRE_UV)
 	LOAD_USERS=$(LOAD_USERS) LOAD_SECONDS=$(LOAD_SECONDS) uv run python tests/load/run.py
 
 up: ## Build the images and start the compose stack (Docker Compose v2), then print its URLs

@@ -1,8 +1,10 @@
 """The local stack of `make dev`, and `make break` / `make heal` against any running stack.
 
-    run.py start             prepare the databases and the environment, then exec honcho on
+    run.py start             prepare the databases and the environment, run honcho on
                              deploy/dev/Procfile: books, shop, chat (+ Prometheus when a
-                             `prometheus` binary is on PATH); Ctrl-C stops everything
+                             `prometheus` binary is on PATH), print the URLs once every one
+                             answers its readiness probe; Ctrl-C (or SIGTERM) stops everything
+                             and exits 0
     run.py break SERVICE     inject a fault (default: full outage) through PUT /admin/faults
                              [--fault '{"error_rate": 0.5}']
     run.py heal SERVICE      DELETE /admin/faults
@@ -10,7 +12,9 @@
 Databases: SQLite files in .dev/ unless DATABASE_URL names a PostgreSQL server; then each
 service gets its own database on it (books, shop, chat), created when missing. The
 fault-injection token is FAULTS__TOKEN, or DEV_FAULTS_TOKEN below. Ports come from
-observability/prometheus/targets.yml (DESIGN §8: 8001-8003, the same host ports as compose).
+observability/prometheus/targets.yml (design §8: 8001-8003, the same host ports as compose);
+BOOKS_PORT, SHOP_PORT, CHAT_PORT and PROMETHEUS_PORT override them, for `start` and for
+`break`/`heal` alike.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_DIR = ROOT / ".dev"
+# Where the SQLite files and Prometheus data live; DEV_DIR moves it (the tests use their own).
+DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 PROCFILE = Path(__file__).with_name("Procfile")
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
 SERVICES = ("books", "shop", "chat")
@@ -39,8 +46,13 @@ DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"  # noqa: S105 - the published
 PROMETHEUS_PORT = 9090
 PROMETHEUS_INTERVAL = "2s"
 OTLP_HTTP_PORT = 4318
+# The image compose runs (a test keeps the two the same).
+JAEGER_IMAGE = "jaegertracing/jaeger:2.13.0"
 OUTAGE = '{"outage": true}'
 HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 120.0
+READY_POLL_SECONDS = 0.2
+STOP_SECONDS = 5  # honcho's own wait before it kills what did not stop
 
 
 def load_renderer() -> ModuleType:
@@ -56,51 +68,173 @@ def load_renderer() -> ModuleType:
     return module
 
 
-def service_ports() -> dict[str, int]:
-    ports: dict[str, int] = load_renderer().load_targets().services
-    return ports
+def service_ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """targets.yml's ports, each overridable by ``<NAME>_PORT``."""
+    defaults: dict[str, int] = load_renderer().load_targets().services
+    return {name: port_setting(environ, name, port) for name, port in defaults.items()}
+
+
+def prometheus_port(environ: Mapping[str, str] = os.environ) -> int:
+    return port_setting(environ, "prometheus", PROMETHEUS_PORT)
+
+
+def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    variable = f"{name.upper()}_PORT"
+    value = environ.get(variable, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{variable} must be a port number (1-65535), not {value!r}")
+    return int(value)
 
 
 def faults_token(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("FAULTS__TOKEN") or DEV_FAULTS_TOKEN
 
 
+def shown_token(environ: Mapping[str, str] = os.environ) -> str:
+    """The published dev default is printed; a token of the user's own never is."""
+    token = faults_token(environ)
+    return repr(token) if token == DEV_FAULTS_TOKEN else "from FAULTS__TOKEN (not shown)"
+
+
 # -- start --------------------------------------------------------------------------------------
 
 
 def start() -> int:
+    began = time.monotonic()
     for tool in (*SERVICES, "honcho"):
         if shutil.which(tool) is None:
             return fail(f"{tool} is not on PATH: run this through `uv run` (make dev does)")
-    ports = service_ports()
+    try:
+        ports = service_ports()
+        prometheus_at = prometheus_port()
+    except ValueError as exc:
+        return fail(str(exc))
     busy = [f"{name} :{port}" for name, port in ports.items() if port_in_use(port)]
     if busy:
         return fail(
-            f"port(s) in use: {', '.join(busy)}. Is `make dev` or `make up` already running?"
+            f"port(s) in use: {', '.join(busy)}. Is `make dev` or `make up` already running? "
+            "Other ports: BOOKS_PORT=9001 SHOP_PORT=9002 CHAT_PORT=9003 make dev"
         )
-    DEV_DIR.mkdir(exist_ok=True)
+    DEV_DIR.mkdir(parents=True, exist_ok=True)
     try:
         databases = database_urls(os.environ.get("DATABASE_URL"))
     except ValueError as exc:
         return fail(str(exc))
-    env = stack_environment(ports, databases)
+    env = stack_environment(ports, databases, prometheus_at)
     os.environ.update(env)
     if not prepare_databases(databases):
         return 1
+    prepared = time.monotonic()
     processes = list(SERVICES)
-    prometheus = prometheus_note()
+    prometheus = prometheus_note(prometheus_at)
     if prometheus is None:
         (DEV_DIR / "prometheus.yml").write_text(
             load_renderer().render("local", interval=PROMETHEUS_INTERVAL, ports=ports)
         )
         processes.append("prometheus")
-    print_banner(ports, databases, prometheus, traces_note(env))
-    sys.stdout.flush()
     honcho = shutil.which("honcho")
     assert honcho is not None
     command = [honcho, "start", "-f", str(PROCFILE), "-d", str(ROOT), "-e", os.devnull]
-    os.execv(honcho, [*command, *processes])  # noqa: S606 - our own fixed command line
-    return 0  # not reached
+    # Its own session: a Ctrl-C reaches this process only, which stops honcho exactly once
+    # (honcho then stops each process it runs with SIGTERM, their graceful shutdown).
+    stopper = Stopper()  # before honcho starts: no Ctrl-C can fall between the two
+    stack = subprocess.Popen([*command, *processes], start_new_session=True)  # noqa: S603
+    stopper.attach(stack)
+    try:
+        probes = {name: f"http://{HOST}:{port}/health/ready" for name, port in ports.items()}
+        if prometheus is None:
+            probes["prometheus"] = f"http://{HOST}:{prometheus_at}/-/ready"
+        waiting = wait_until_ready(probes, stack, stopper)
+        if not stopper.stopping and stack.poll() is None:
+            print_banner(
+                ports,
+                databases,
+                prometheus or f"http://{HOST}:{prometheus_at}/",
+                traces_note(env),
+                ready_seconds=time.monotonic() - began,
+                prepare_seconds=prepared - began,
+                not_ready=waiting,
+            )
+        code = stack.wait()
+    finally:
+        stopper.ensure_stopped()
+    if stopper.stopping:
+        print("make dev: stopped", flush=True)
+        return 0
+    return fail(f"a process of the stack exited, so honcho stopped the rest (exit {code})")
+
+
+class Stopper:
+    """SIGINT, SIGTERM and SIGHUP stop the stack once; the process then exits 0."""
+
+    def __init__(self) -> None:
+        self.stack: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._stop)
+
+    def attach(self, stack: subprocess.Popen[bytes]) -> None:
+        self.stack = stack
+        if self.stopping:  # the signal came while honcho was starting
+            self._terminate()
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self._terminate()
+        # os.write, not print: the signal may land inside a print (print is not reentrant),
+        # and a closed terminal or pipe must not stop the stop.
+        with contextlib.suppress(OSError):
+            message = f"\nmake dev: {signal.Signals(signum).name}: stopping the stack\n"
+            os.write(sys.stdout.fileno(), message.encode())
+
+    def _terminate(self) -> None:
+        if self.stack is not None and self.stack.poll() is None:
+            self.stack.send_signal(signal.SIGTERM)
+
+    def ensure_stopped(self) -> None:
+        """However this process ends, the stack ends with it: honcho stops each process with
+        SIGTERM (and kills what is still running STOP_SECONDS later)."""
+        if self.stack is None:
+            return
+        self._terminate()
+        try:
+            self.stack.wait(STOP_SECONDS + 10)
+        except subprocess.TimeoutExpired:
+            self.stack.kill()
+            self.stack.wait()
+
+
+def wait_until_ready(
+    probes: Mapping[str, str],
+    stack: subprocess.Popen[bytes],
+    stopper: Stopper,
+    timeout: float = READY_TIMEOUT_SECONDS,
+) -> list[str]:
+    """Waits until every probe answers 200; returns the names still not ready at the timeout
+    (an empty list when all are)."""
+    waiting = dict(probes)
+    deadline = time.monotonic() + timeout
+    while waiting and stack.poll() is None and not stopper.stopping:
+        for name, url in list(waiting.items()):
+            if answers_ok(url):
+                del waiting[name]
+        if waiting:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(READY_POLL_SECONDS)
+    return sorted(waiting)
+
+
+def answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def database_urls(url: str | None) -> dict[str, str]:
@@ -143,11 +277,13 @@ def database_urls(url: str | None) -> dict[str, str]:
     }
 
 
-def stack_environment(ports: Mapping[str, int], databases: Mapping[str, str]) -> dict[str, str]:
+def stack_environment(
+    ports: Mapping[str, int], databases: Mapping[str, str], prometheus_at: int = PROMETHEUS_PORT
+) -> dict[str, str]:
     """The variables the Procfile and the services read (per-service ones are set there)."""
     env = {
         "DEV_DIR": str(DEV_DIR),
-        "PROMETHEUS_PORT": str(PROMETHEUS_PORT),
+        "PROMETHEUS_PORT": str(prometheus_at),
         "FAULTS__ENABLED": "true",
         "FAULTS__TOKEN": faults_token(),
         "LOGGING__FORMAT": os.environ.get("LOGGING__FORMAT", "console"),
@@ -162,6 +298,10 @@ def stack_environment(ports: Mapping[str, int], databases: Mapping[str, str]) ->
     )
     if no_otel_choice and not port_in_use(OTLP_HTTP_PORT):
         env["OTEL_TRACES_EXPORTER"] = "none"  # nothing would receive them: no export errors
+    # honcho pipes the services' output, so they see no terminal: ask for colour when this
+    # process has one (NO_COLOR, the common convention, still wins).
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        env.setdefault("FORCE_COLOR", "1")
     return env
 
 
@@ -188,12 +328,12 @@ def prepare_databases(databases: Mapping[str, str]) -> bool:
     return True
 
 
-def prometheus_note() -> str | None:
+def prometheus_note(port: int = PROMETHEUS_PORT) -> str | None:
     """Why Prometheus is not started, or None when it is."""
     if shutil.which("prometheus") is None:
         return "not started: no `prometheus` on PATH (Debian: apt-get install prometheus)"
-    if port_in_use(PROMETHEUS_PORT):
-        return f"not started: port {PROMETHEUS_PORT} is in use"
+    if port_in_use(port):
+        return f"not started: port {port} is in use (PROMETHEUS_PORT=... picks another)"
     return None
 
 
@@ -201,7 +341,7 @@ def traces_note(env: Mapping[str, str]) -> str:
     if env.get("OTEL_TRACES_EXPORTER") == "none":
         return (
             f"not exported (nothing listens on :{OTLP_HTTP_PORT}; start Jaeger, e.g. "
-            "`docker run -p 16686:16686 -p 4318:4318 jaegertracing/all-in-one`, then restart)"
+            f"`docker run --rm -p 16686:16686 -p 4318:4318 {JAEGER_IMAGE}`, then restart)"
         )
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://localhost:{OTLP_HTTP_PORT}")
     return f"OTLP/HTTP to {endpoint}"
@@ -210,8 +350,12 @@ def traces_note(env: Mapping[str, str]) -> str:
 def print_banner(
     ports: Mapping[str, int],
     databases: Mapping[str, str],
-    prometheus: str | None,
+    prometheus: str,
     traces: str,
+    *,
+    ready_seconds: float,
+    prepare_seconds: float,
+    not_ready: Sequence[str] = (),
 ) -> None:
     storage = (
         "PostgreSQL (DATABASE_URL)"
@@ -219,19 +363,30 @@ def print_banner(
         else f"SQLite in {DEV_DIR}"
     )
     url = f"http://{HOST}"
+    if not_ready:
+        headline = (
+            f"make dev: NOT READY after {ready_seconds:.1f} s: {', '.join(not_ready)} "
+            "(see the lines above); the rest:"
+        )
+    else:
+        headline = (
+            f"make dev: ready in {ready_seconds:.1f} s (migrate and seed {prepare_seconds:.1f} s)"
+            f": books, shop and chat as local processes, {storage}"
+        )
     print(
-        "\nmake dev: books, shop and chat as local processes, " + storage,
+        "\n" + headline,
         f"  books       {url}:{ports['books']}/ui/   (catalog: {url}:{ports['books']}/books)",
         f"  shop        {url}:{ports['shop']}/ui/   (orders: {url}:{ports['shop']}/orders)",
         f"  chat        {url}:{ports['chat']}/      (the chat page; API at /ui/)",
-        f"  prometheus  {prometheus or f'{url}:{PROMETHEUS_PORT}/'}",
+        f"  prometheus  {prometheus}",
         f"  traces      {traces}",
         "  health      /health/live, /health/ready, /metrics and /info on every service",
-        f"  faults      token {faults_token()!r} (FAULTS__TOKEN overrides it):",
+        f"  faults      token {shown_token()} (FAULTS__TOKEN overrides it):",
         "              make break SERVICE=books [FAULT='{\"error_rate\": 0.5}'], "
         "make heal SERVICE=books",
         "Ctrl-C stops everything.\n",
         sep="\n",
+        flush=True,
     )
 
 
@@ -249,7 +404,10 @@ def port_in_use(port: int, host: str = HOST) -> bool:
 
 
 def faults(service: str, method: str, body: str | None, base_url: str | None) -> int:
-    ports = service_ports()
+    try:
+        ports = service_ports()
+    except ValueError as exc:
+        return fail(str(exc))
     if service not in ports:
         return fail(f"SERVICE must be one of {', '.join(ports)}, not {service!r}")
     url = f"{base_url or f'http://{HOST}:{ports[service]}'}/admin/faults"
@@ -291,14 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, helptext in (("break", "inject a fault"), ("heal", "remove every fault")):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("service")
-        command.add_argument("--url", help="the service's base URL (default: its DESIGN port)")
+        command.add_argument("--url", help="the service's base URL (default: its design port)")
         if name == "break":
             command.add_argument("--fault", default=OUTAGE, help=f"JSON (default {OUTAGE})")
     arguments = parser.parse_args(argv)
     if arguments.command == "start":
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C before the stack runs
             return start()
-        return 130
+        print("\nmake dev: stopped before the stack started")
+        return 0
     if arguments.command == "break":
         return faults(arguments.service, "PUT", arguments.fault or OUTAGE, arguments.url)
     return faults(arguments.service, "DELETE", None, arguments.url)

@@ -14,6 +14,7 @@ up, breakers closed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,26 @@ ORDER = [
 ]
 LAST = "test_shutdown.py"
 SCENARIO_TIMEOUT = 300  # the first scenario also starts the stack
+USED: list[str] = []  # which stack the session used, for the summary
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Says up front which stack the end-to-end scenarios will use."""
+    if not any(
+        Path(arg).resolve() == HERE or HERE in Path(arg).resolve().parents for arg in config.args
+    ):
+        return None
+    urls = {name: os.environ.get(f"E2E_{name.upper()}_URL") for name in ("books", "shop", "chat")}
+    if any(urls.values()):
+        return "e2e stack: the running one at " + ", ".join(
+            f"{name} {url or '(unset)'}" for name, url in urls.items()
+        )
+    return "e2e stack: its own, started on free ports (never 8001-8003) with a throwaway PostgreSQL"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if USED:
+        terminalreporter.write_line(USED[0])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,6 +94,7 @@ def _unavailable(reason: str) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     remote = remote_stack_from_environment()
     if remote is not None:
+        USED.append(f"e2e stack used: the running one at {describe(remote)}")
         remote.canary_book = remote.create_book(stock=900_000, title="e2e canary")
         yield remote
         remote.close()
@@ -87,7 +109,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         raise
     workdir = tmp_path_factory.mktemp("e2e-stack")
     with postgres:
-        yield from start_local_stack(workdir, postgres, prometheus)
+        for local in start_local_stack(workdir, postgres, prometheus):
+            USED.append(f"e2e stack used: its own at {describe(local)}")
+            yield local
+
+
+def describe(stack: Stack) -> str:
+    return ", ".join(f"{name} {url}" for name, url in stack.urls.items())
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Checks of shop's breaker to books that the breaking and outage scenarios share (DESIGN §7)."""
+"""Checks of shop's breaker to books that the breaking and outage scenarios share (design §7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from e2e_stack import Stack, wait_until
 
-# DESIGN §7: a window of 20 calls, at least 10 before it may trip, opens at 50% failures. So
+# design §7: a window of 20 calls, at least 10 before it may trip, opens at 50% failures. So
 # from a closed breaker with up to 20 successes in its window, a full outage opens it after at
 # least 5 failed calls (5 successes + 5 failures) and at most 10 (10 + 10).
 WINDOW = 20
@@ -16,7 +16,10 @@ FAILURE_RATE = 0.5
 FEWEST_FAILURES = math.ceil(MINIMUM_CALLS * FAILURE_RATE)
 MOST_FAILURES = math.ceil(WINDOW * FAILURE_RATE)
 FAST_CALLS = 100
-FAST_P99_SECONDS = 0.050
+# An open breaker answers without calling books: about a millisecond on a quiet machine. The
+# bound is a tenth of the 2 s read timeout a call to a hung books would wait, since a busy 2-core
+# CI machine has stretched that millisecond's p99 to 57 ms; the problem's detail proves the rest.
+FAST_P99_SECONDS = 0.200
 
 
 def failures_to_books(stack: Stack) -> float:

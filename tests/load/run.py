@@ -1,7 +1,9 @@
 """`make load`: a bounded, headless locust run with pass/fail criteria and memory figures.
 
 Uses the stack already answering on the LOAD_*_URL ports (default the `make dev` / compose
-host ports 8001-8003). When nothing answers there, starts `make dev`'s stack
+host ports 8001-8003, or BOOKS_PORT, SHOP_PORT, CHAT_PORT as `make dev` takes them), and says
+which one it found: each service's name, version, commit and start time from its /info (a port
+answered by something else is refused). When nothing answers there, starts `make dev`'s stack
 (deploy/dev/run.py) in the background for the run and stops it afterwards (its output goes to
 .dev/load/stack.log), on DATABASE_URL's PostgreSQL, else on a throwaway PostgreSQL cluster
 (chassis.testing.postgres, as compose runs on PostgreSQL), else on SQLite.
@@ -9,7 +11,7 @@ host ports 8001-8003). When nothing answers there, starts `make dev`'s stack
     LOAD_USERS=20 LOAD_SECONDS=60         users and duration
     LOAD_MAX_FAILURE_RATIO=0.01           fail above 1% failed requests
     LOAD_MAX_P95_MS=...                   fail when the p95 of all requests is above this
-                                          (default P95_BUDGET_MS; see README "Load tests")
+                                          (default P95_BUDGET_MS; see docs/testing.md, "Load tests")
 
 Prints requests/s, failure ratio and p50/p95/p99 per endpoint, then the RSS (and peak RSS) of
 each service process, found by the port it listens on.
@@ -18,6 +20,7 @@ each service process, found by the port it listens on.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -36,12 +39,13 @@ from chassis.testing.postgres import PostgresServer
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 OUT = ROOT / ".dev" / "load"
+DEFAULT_PORTS = {"books": 8001, "shop": 8002, "chat": 8003}  # design §8
 SERVICES = {
-    "books": os.environ.get("LOAD_BOOKS_URL", "http://127.0.0.1:8001"),
-    "shop": os.environ.get("LOAD_SHOP_URL", "http://127.0.0.1:8002"),
-    "chat": os.environ.get("LOAD_CHAT_URL", "http://127.0.0.1:8003"),
+    name: os.environ.get(f"LOAD_{name.upper()}_URL")
+    or f"http://127.0.0.1:{os.environ.get(f'{name.upper()}_PORT') or port}"
+    for name, port in DEFAULT_PORTS.items()
 }
-# Budget for the p95 of all requests together: see README "Load tests" for how it was measured.
+# Budget for the p95 of all requests together; how it was measured: docs/testing.md, "Load tests".
 P95_BUDGET_MS = 250.0
 STACK_READY_SECONDS = 240.0
 
@@ -52,6 +56,24 @@ def ready(url: str) -> bool:
             return bool(response.status == 200)
     except (URLError, OSError):
         return False
+
+
+def describe_stack() -> None:
+    """Which stack answers: each service's own word for what it is, from /info."""
+    print("using the stack that answers on:")
+    for name, url in SERVICES.items():
+        try:
+            with urlopen(f"{url}/info", timeout=2) as response:
+                info = json.loads(response.read())
+        except (URLError, OSError, ValueError) as exc:
+            raise SystemExit(f"{url}/info did not answer as a service does: {exc}") from None
+        found = info.get("service")
+        if found != name:
+            raise SystemExit(f"{url} is not {name} (its /info says {found!r}); set LOAD_*_URL")
+        print(
+            f"  {name:<6} {url}  version {info.get('version')}, commit {info.get('commit')}, "
+            f"started {info.get('started_at')}"
+        )
 
 
 def start_postgres() -> PostgresServer | None:
@@ -127,8 +149,10 @@ def run_locust(users: int, seconds: int) -> Path:
         "WARNING",
     ]
     print(f"locust: {users} users for {seconds}s (log: {OUT / 'locust.log'})")
+    targets = {f"LOAD_{name.upper()}_URL": url for name, url in SERVICES.items()}
     with (OUT / "locust.log").open("wb") as log:
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+        env = {**os.environ, **targets}
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():
         raise SystemExit(f"locust wrote no statistics; see {OUT / 'locust.log'}")
@@ -212,6 +236,7 @@ def main() -> int:
     try:
         stack = None if answering else start_stack(postgres)
         try:
+            describe_stack()
             stats = run_locust(users, seconds)
             ok = report(stats, max_failure_ratio, max_p95_ms)
             print_memory()
