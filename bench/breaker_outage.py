@@ -3,9 +3,9 @@
     uv run python bench/breaker_outage.py [--requests 200] [--seconds 10] [--slow-senders 10]
 
 Two scenarios, each with two ``shop serve`` processes (SQLite in a temp dir, migrated): one with
-the books breaker on the DESIGN §7 defaults (window 20, minimum 10 calls, 50% failures, open 10 s)
+the books breaker on the design §7 defaults (window 20, minimum 10 calls, 50% failures, open 10 s)
 and one with ``DEPENDENCIES__BOOKS__BREAKER__ENABLED=false`` (timeouts and retries only). Every
-other setting is the DESIGN default too (connect 0.5 s, read 2 s, deadline 5 s, 3 attempts).
+other setting is the design default too (connect 0.5 s, read 2 s, deadline 5 s, 3 attempts).
 
     black hole   books' port accepts connections and never answers: every call waits for its
                  timeout, which is what a breaker saves
@@ -221,7 +221,7 @@ def start_shop(label: str, books_port: int, chat_port: int, workdir: Path, **env
 
 
 def warm_up(enabled: Shop, disabled: Shop, scenario: str) -> None:
-    """Trips the enabled shop's breaker (10 concurrent failing orders: the DESIGN minimum) and
+    """Trips the enabled shop's breaker (10 concurrent failing orders: the design minimum) and
     sends the disabled shop one order, all at once."""
     deadline = time.monotonic() + WARM_UP_TIMEOUT
     with ThreadPoolExecutor(11) as pool:
@@ -342,7 +342,7 @@ def main() -> int:
             scenario_began = time.monotonic()
             results += run_scenario(scenario, enabled, disabled, args)
             phases.append(f"{scenario} {time.monotonic() - scenario_began:.1f} s")
-    print("shop POST /orders while books is unreachable (DESIGN §7 defaults, 127.0.0.1)")
+    print("shop POST /orders while books is unreachable (design §7 defaults, 127.0.0.1)")
     print(table(results))
     print()
     for scenario in (BLACK_HOLE, REFUSED):

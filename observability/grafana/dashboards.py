@@ -5,7 +5,7 @@
 
 Grafana provisions the JSON files (provisioning/dashboards/bookshop.yml); this module is where
 they are edited, so that every panel shares the datasource, the variables and the metric names
-of DESIGN §5 (chassis/metrics.py) instead of repeating them by hand in three JSON documents.
+of design §5 (chassis/metrics.py) instead of repeating them by hand in three JSON documents.
 A test checks that the committed JSON is what this module renders.
 
 The Prometheus job of each service is named after it (observability/prometheus/targets.yml),
@@ -28,7 +28,7 @@ PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
 JAEGER_URL = "http://localhost:16686"
 SCHEMA_VERSION = 39
 
-# Metric and label names: DESIGN §5, defined once in chassis/metrics.py.
+# Metric and label names: design §5, defined once in chassis/metrics.py.
 SERVER = "http_server_request_duration_seconds"
 ACTIVE = "http_server_active_requests"
 CLIENT = "http_client_request_duration_seconds"
@@ -408,7 +408,7 @@ def dependencies() -> Dashboard:
         uid="bookshop-dependencies",
         title="Bookshop / Dependencies and circuit breakers",
         description="Calls from each service to its neighbours through the chassis client: "
-        "latency, failures, retries and the circuit breakers (DESIGN §7).",
+        "latency, failures, retries and the circuit breakers (design §7).",
         variables=[SERVICE_VARIABLE, PEER_VARIABLE],
         items=[
             Row("Circuit breakers"),

@@ -33,7 +33,7 @@ PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 GRAFANA_DIR = OBSERVABILITY / "grafana"
 SERVICES = ("books", "shop", "chat")
 CONTAINER_PORT = 8000
-# DESIGN §8: the host port of each service (compose) and its local port (make dev).
+# design §8: the host port of each service (compose) and its local port (make dev).
 HOST_PORTS = {"books": 8001, "shop": 8002, "chat": 8003}
 READY_TIMEOUT = 30.0
 

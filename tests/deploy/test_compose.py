@@ -44,7 +44,7 @@ SETTINGS = {
     "shop": ("shop.settings", "ShopSettings"),
     "chat": ("chat.settings", "ChatSettings"),
 }
-# The OpenTelemetry SDK variables a compose file may set (DESIGN §5; chassis/tracing.py).
+# The OpenTelemetry SDK variables a compose file may set (design §5; chassis/tracing.py).
 OTEL_VARIABLES = {
     "OTEL_SERVICE_NAME",
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -35,7 +35,7 @@ SUBSTITUTIONS = {
     "$peer": "books|chat",
     "$__tags": 'job="books"',
 }
-# The metrics the chassis registers (chassis/metrics.py, DESIGN §5) and the ones
+# The metrics the chassis registers (chassis/metrics.py, design §5) and the ones
 # prometheus-client's default process, platform and GC collectors export.
 CHASSIS_METRICS = {
     metrics.HTTP_SERVER_DURATION,

@@ -6,7 +6,7 @@ against the Kubernetes API schemas of the oldest and the newest version it suppo
 (``kubernetes-validate`` ships them; strict: an unknown field fails), and the same consistency
 checks test_compose.py makes of the compose file: every variable a pod sets is one its settings
 read, the settings load from the pod's environment and mounted Secret files, commands are the
-services' CLI, ports and probe paths are DESIGN §4/§8's, memory matches compose.
+services' CLI, ports and probe paths are design §4/§8's, memory matches compose.
 
 Rendered twice: with the default values and with ci/full-values.yaml (every option on). Needs
 `helm` (`go install helm.sh/helm/v3/cmd/helm@...`, what .ci/run does): skipped without it,
@@ -344,7 +344,7 @@ def test_services_and_ports_are_designs(objects: tuple[dict[str, Any], ...]) -> 
         assert container["ports"] == [
             {"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}
         ]
-        service = services[name]  # DESIGN §8: the Kubernetes Service is named after the service
+        service = services[name]  # design §8: the Kubernetes Service is named after the service
         assert service["spec"]["type"] == "ClusterIP"
         (port,) = service["spec"]["ports"]
         assert (port["port"], port["targetPort"]) == (CONTAINER_PORT, "http")
@@ -360,7 +360,7 @@ def test_probes_use_the_chassis_health_endpoints(objects: tuple[dict[str, Any], 
             kind: (container[f"{kind}Probe"]["httpGet"]["path"], container[f"{kind}Probe"])
             for kind in ("startup", "liveness", "readiness")
         }
-        assert probes["liveness"][0] == LIVE, "liveness never checks dependencies (DESIGN §4)"
+        assert probes["liveness"][0] == LIVE, "liveness never checks dependencies (design §4)"
         assert probes["startup"][0] == LIVE
         assert probes["readiness"][0] == READY, name
         for _, probe in probes.values():
@@ -372,7 +372,7 @@ def test_probes_use_the_chassis_health_endpoints(objects: tuple[dict[str, Any], 
 def test_commands_are_the_services_own_cli(
     objects: tuple[dict[str, Any], ...], scenario: str, service: str
 ) -> None:
-    """The same image and commands as compose (DESIGN §9): serve, and migrate (+ seed) first."""
+    """The same image and commands as compose (design §9): serve, and migrate (+ seed) first."""
     script = console_script(service)
     spec = of_kind(objects, "Deployment")[service]["spec"]["template"]["spec"]
     assert spec["containers"][0]["command"] == [script, "serve"]

@@ -1,5 +1,5 @@
 """observability/prometheus: the compose scrape config (rendered from targets.yml), the alert
-rules and their unit tests, checked by promtool; the targets against compose and DESIGN §8."""
+rules and their unit tests, checked by promtool; the targets against compose and design §8."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ RENDERER = ROOT / "observability" / "prometheus" / "render.py"
 SERVICES = ("books", "shop", "chat")
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"
 READY_TIMEOUT = 60.0
-# Short timings so that breakers, recovery and spans settle within seconds (DESIGN §7 defaults
+# Short timings so that breakers, recovery and spans settle within seconds (design §7 defaults
 # are 10 s open, 60 s pending grace).
 BREAKER_OPEN_SECONDS = 5.0
 PENDING_GRACE_SECONDS = 4.0

@@ -1,4 +1,4 @@
-"""Breaking books through fault injection opens shop's breaker; healing closes it (DESIGN §7)."""
+"""Breaking books through fault injection opens shop's breaker; healing closes it (design §7)."""
 
 from __future__ import annotations
 

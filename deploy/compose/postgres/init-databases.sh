@@ -1,5 +1,5 @@
 #!/bin/sh
-# One database per service (DESIGN §8), each owned by a login role of the same name, so that a
+# One database per service (design §8), each owned by a login role of the same name, so that a
 # service can reach only its own data. The postgres image runs this once, on an empty volume
 # (/docker-entrypoint-initdb.d), as the superuser POSTGRES_USER.
 #

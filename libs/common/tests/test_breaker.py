@@ -1,4 +1,4 @@
-"""The DESIGN §7 breaker, transition by transition, on a fake clock (no sleeps)."""
+"""The design §7 breaker, transition by transition, on a fake clock (no sleeps)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from chassis.breaker import (
     State,
 )
 
-POLICY = BreakerPolicy()  # DESIGN defaults: window 20, minimum 10, 50%, slow 100% @ 1.6 s, 10 s, 3
+POLICY = BreakerPolicy()  # design defaults: window 20, minimum 10, 50%, slow 100% @ 1.6 s, 10 s, 3
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ BUCKETS += ["2.5", "5.0", "7.5", "10.0", "+Inf"]
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
-# DESIGN §5: name -> (type, label names). Dashboards and alerts depend on every one of these.
+# design §5: name -> (type, label names). Dashboards and alerts depend on every one of these.
 CONTRACT = {
     "http_server_request_duration_seconds": (
         "histogram",

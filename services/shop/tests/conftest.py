@@ -9,7 +9,7 @@
     shop_database_url  a fresh, migrated PostgreSQL database for shop, dropped afterwards
     shop_tables        reads shop's orders table directly
     make_shop          ``make_shop(**env)``: shop built in-process, as a started test client
-    shop               ``make_shop()`` with the DESIGN §7 defaults
+    shop               ``make_shop()`` with the design §7 defaults
     shop_process       ``shop_process(**env)``: a ``shop serve`` process (stopped afterwards)
     chat_sink          a tiny server that accepts chat posts and counts them
     black_hole         a port that accepts connections and never answers

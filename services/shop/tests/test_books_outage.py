@@ -1,5 +1,5 @@
 """books killed: shop answers 503 naming books, its breaker opens, fails fast, shows in
-readiness and metrics, and closes again once books is back (DESIGN §7)."""
+readiness and metrics, and closes again once books is back (design §7)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_books_down_opens_the_breaker_and_orders_fail_fast_on_design_defaults(
 
     fail_until_open(shop, book, problem)
 
-    # All-failing calls trip the breaker at exactly the DESIGN minimum of 10.
+    # All-failing calls trip the breaker at exactly the design minimum of 10.
     assert breaker_calls(shop, "failure") == DESIGN_MINIMUM_CALLS
     snapshot = metrics(shop)
     assert snapshot.value("circuit_breaker_state", peer_service="books", state="open") == 1
@@ -142,7 +142,7 @@ def test_the_breaker_half_opens_and_closes_when_books_returns(
     assert (status, ready["status"]) == (200, "DEGRADED")
     assert ready["checks"]["books"]["breaker"] == "half_open"
     assert breaker_state(shop) == "half_open"
-    for _ in range(3):  # at most the 3 trial calls of DESIGN §7, two per single-book order
+    for _ in range(3):  # at most the 3 trial calls of design §7, two per single-book order
         response = shop.post("/orders", json=order_of(book))
         assert response.status_code == 201, response.text
         if breaker_state(shop) == "closed":

@@ -1,6 +1,6 @@
 {{/*
 The three services, in the order they are rendered. Each one's Deployment, Service, PDB and HPA
-are named after it (books, shop, chat: DESIGN §8), not after the release: the services reach
+are named after it (books, shop, chat: design §8), not after the release: the services reach
 each other at http://<name>:8000 and Prometheus' `job` is that name.
 */}}
 {{- define "bookshop.services" -}}
@@ -16,7 +16,7 @@ that they agree): their base URLs point at the in-cluster Services.
 {{- join " " (get $graph .) -}}
 {{- end }}
 
-{{/* The port every service listens on and its Service exposes (DESIGN §8). */}}
+{{/* The port every service listens on and its Service exposes (design §8). */}}
 {{- define "bookshop.port" -}}
 8000
 {{- end }}
@@ -108,7 +108,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 
 {{/*
 Environment of every container of one service (the init containers too): the settings of
-DESIGN §6, secrets as *_FILE variables naming the mounted files.
+design §6, secrets as *_FILE variables naming the mounted files.
 Argument: dict "root" $ "name" "books".
 */}}
 {{- define "bookshop.settingsEnv" -}}

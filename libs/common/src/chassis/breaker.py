@@ -1,4 +1,4 @@
-"""A count-based circuit breaker with the DESIGN §7 semantics.
+"""A count-based circuit breaker with the design §7 semantics.
 
     CLOSED --(>= minimum_calls in the window and failure rate >= threshold,
               or slow-call rate >= threshold)--> OPEN

@@ -1,4 +1,4 @@
-"""The service command line of DESIGN §9: ``<service> migrate | seed | serve``.
+"""The service command line of design §9: ``<service> migrate | seed | serve``.
 
 A service's console script is::
 

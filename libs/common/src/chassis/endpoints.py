@@ -1,4 +1,4 @@
-"""The endpoints every service exposes (DESIGN §4), answered before the API stack."""
+"""The endpoints every service exposes (design §4), answered before the API stack."""
 
 from __future__ import annotations
 

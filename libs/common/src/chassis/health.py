@@ -1,4 +1,4 @@
-"""Liveness and readiness (DESIGN §4, §7).
+"""Liveness and readiness (design §4, §7).
 
 A check is any object with a ``name``, a ``critical`` flag and a ``check()`` that returns a
 :class:`CheckResult` (sync or async; sync checks run in a worker thread). All checks run

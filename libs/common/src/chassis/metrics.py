@@ -1,4 +1,4 @@
-"""The DESIGN §5 Prometheus metrics, each name and label defined once here.
+"""The design §5 Prometheus metrics, each name and label defined once here.
 
 Dashboards and alert rules query these names: change one only together with them.
 """

@@ -1,4 +1,4 @@
-"""When and how long to wait before trying an outgoing request again (DESIGN §7)."""
+"""When and how long to wait before trying an outgoing request again (design §7)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """OpenTelemetry tracing: one tracer provider per service, configured by the OTEL_* variables.
 
 The SDK itself reads OTEL_TRACES_SAMPLER(_ARG), OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, headers,
-timeouts and the batch processor settings. The chassis adds the DESIGN §5 resource, honours
+timeouts and the batch processor settings. The chassis adds the design §5 resource, honours
 OTEL_SDK_DISABLED and OTEL_TRACES_EXPORTER (``otlp`` default, ``console``, ``none``) and sets
 W3C tracecontext + baggage propagation.
 """

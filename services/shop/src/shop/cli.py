@@ -1,4 +1,4 @@
-"""``shop migrate | seed | serve`` (DESIGN §9)."""
+"""``shop migrate | seed | serve`` (design §9)."""
 
 from __future__ import annotations
 
