@@ -37,15 +37,7 @@ SUBSTITUTIONS = {
 }
 # The metrics the chassis registers (chassis/metrics.py, design §5) and the ones
 # prometheus-client's default process, platform and GC collectors export.
-CHASSIS_METRICS = {
-    metrics.HTTP_SERVER_DURATION,
-    metrics.HTTP_SERVER_ACTIVE,
-    metrics.HTTP_CLIENT_DURATION,
-    metrics.HTTP_CLIENT_RETRIES,
-    metrics.BREAKER_STATE,
-    metrics.BREAKER_CALLS,
-    metrics.SERVICE_INFO,
-}
+CHASSIS_METRICS = set(metrics.NAMES)
 COLLECTOR_METRICS = {
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",

@@ -4,17 +4,19 @@ stopped with Ctrl-C."""
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import pty
 import re
 import signal
-import socket
 import subprocess
+import sys
 import termios
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_BANNER = re.compile(r"make dev: ready in (\d+(?:\.\d+)?) s")
@@ -123,11 +125,17 @@ def stack_environment(dev_dir: Path, **ports: int) -> dict[str, str]:
     return env
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+def port_free(port: int) -> bool:
+    """Free as `make dev` itself judges it (deploy/dev/run.py's own check)."""
+    return not _dev_runner().port_in_use(port)
+
+
+def _dev_runner() -> ModuleType:
+    name = "bookshop_dev_run"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "dev" / "run.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -5,6 +5,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chassis import Service
+from chassis import metrics as metrics_module
 from chassis.metrics import ServiceMetrics
 from chassis.testing import MetricsSnapshot, service_client
 
@@ -61,6 +62,14 @@ def test_names_types_and_labels_match_the_design() -> None:
     for name, (kind, labels) in CONTRACT.items():
         family = name.removesuffix("_total")  # the parser names counter families without it
         assert found[family] == (kind, labels), name
+
+
+def test_names_lists_every_metric_the_chassis_registers() -> None:
+    found = families(populated().exposition(None)[0].decode())
+    default_collectors = ("process_", "python_")
+    ours = {n for n in found if not n.startswith(default_collectors) and not n.endswith("_created")}
+    assert ours == {name.removesuffix("_total") for name in metrics_module.NAMES}
+    assert set(metrics_module.NAMES) == set(CONTRACT)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,16 @@ HTTP_CLIENT_RETRIES = "http_client_retries_total"
 BREAKER_STATE = "circuit_breaker_state"
 BREAKER_CALLS = "circuit_breaker_calls_total"
 SERVICE_INFO = "service_info"
+# Every metric the chassis registers, in the order design §5 lists them.
+NAMES = (
+    HTTP_SERVER_DURATION,
+    HTTP_SERVER_ACTIVE,
+    HTTP_CLIENT_DURATION,
+    HTTP_CLIENT_RETRIES,
+    BREAKER_STATE,
+    BREAKER_CALLS,
+    SERVICE_INFO,
+)
 
 METHOD = "http_request_method"
 ROUTE = "http_route"
