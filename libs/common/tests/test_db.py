@@ -1,6 +1,8 @@
 import asyncio
 import json
 import socket
+import sqlite3
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,11 +11,12 @@ import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 
-from chassis import DOWN, UP, CheckResult, current_session
+from chassis import DOWN, UP, CheckResult, DatabaseUnavailable, current_session
 from chassis.config import DatabaseSection
-from chassis.db import Database
+from chassis.db import Database, database_unavailable
+from chassis.errors import DATABASE_POOL_EXHAUSTED_DETAIL, DATABASE_UNAVAILABLE_DETAIL
 from chassis.health import HealthRegistry, ShutdownState
-from chassis.testing import SpanRecorder
+from chassis.testing import SpanRecorder, capture_logs
 from chassis.testing.postgres import PostgresServer
 
 
@@ -250,5 +253,172 @@ def test_sqlite_savepoints_roll_back_with_their_transaction(tmp_path: Path) -> N
             failing_request()
         with database.session_scope() as session:
             assert session.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 0
+    finally:
+        database.dispose()
+
+
+# -- a database that cannot serve: DatabaseUnavailable ---------------------------------------
+
+
+def _dbapi(kind: type[sa.exc.DBAPIError], message: str, invalidated: bool) -> sa.exc.DBAPIError:
+    return kind("SELECT 1", {}, Exception(message), connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("error", "detail"),
+    [
+        (
+            sa.exc.TimeoutError("QueuePool limit of size 1 overflow 0 reached"),
+            DATABASE_POOL_EXHAUSTED_DETAIL,
+        ),
+        (sa.exc.DisconnectionError("connection gone"), DATABASE_UNAVAILABLE_DETAIL),
+        (
+            _dbapi(sa.exc.OperationalError, "server closed the connection", True),
+            DATABASE_UNAVAILABLE_DETAIL,
+        ),
+        (
+            _dbapi(sa.exc.InterfaceError, "connection already closed", True),
+            DATABASE_UNAVAILABLE_DETAIL,
+        ),
+        (_dbapi(sa.exc.OperationalError, "no such table: item", False), None),
+        (_dbapi(sa.exc.OperationalError, "deadlock detected", False), None),
+        (_dbapi(sa.exc.InterfaceError, "Error binding parameter 1", False), None),
+        (_dbapi(sa.exc.IntegrityError, "UNIQUE constraint failed", False), None),
+        (sa.exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE")), None),
+        (RuntimeError("server closed the connection"), None),
+    ],
+)
+def test_only_connectivity_errors_make_the_database_unavailable(
+    error: BaseException, detail: str | None
+) -> None:
+    unavailable = database_unavailable(error)
+
+    if detail is None:
+        assert unavailable is None
+    else:
+        assert isinstance(unavailable, DatabaseUnavailable)
+        assert unavailable.detail == detail
+        assert unavailable.headers["Retry-After"] == "5"
+
+
+def test_a_connection_that_cannot_be_made_counts_as_lost() -> None:
+    url = f"postgresql+psycopg2://app:s3cret@127.0.0.1:{closed_port()}/app"
+    database = Database(DatabaseSection(url=url, connect_timeout_seconds=1))
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised:
+            database.engine.connect()
+    finally:
+        database.dispose()
+
+    assert raised.value.connection_invalidated
+
+
+def test_session_scope_raises_database_unavailable_without_connection_details() -> None:
+    url = f"postgresql+psycopg2://app:s3cret@127.0.0.1:{closed_port()}/app"
+    database = Database(DatabaseSection(url=url, connect_timeout_seconds=1))
+    try:
+        with (
+            capture_logs() as events,
+            pytest.raises(DatabaseUnavailable) as raised,
+            database.session_scope() as session,
+        ):
+            session.execute(sa.text("SELECT 1"))
+    finally:
+        database.dispose()
+
+    error = raised.value
+    assert (error.status, error.detail) == (503, DATABASE_UNAVAILABLE_DETAIL)
+    # The driver's message stays out of any traceback a service logs (a background loop's).
+    assert isinstance(error.__context__, sa.exc.OperationalError)
+    printed = "".join(traceback.format_exception(error))
+    assert "s3cret" not in printed
+    assert "127.0.0.1" not in printed
+    (warning,) = events
+    assert (warning["log_level"], warning["event"]) == ("warning", "database unavailable")
+    assert warning["error"] == "OperationalError"
+    assert "s3cret" not in json.dumps(events)
+    assert "127.0.0.1" not in json.dumps(events)
+
+
+def test_session_scope_raises_database_unavailable_when_the_pool_is_exhausted(
+    tmp_path: Path,
+) -> None:
+    section = DatabaseSection(
+        url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout_seconds=0.1,
+    )
+    database = Database(section)
+    try:
+        with (
+            database.engine.connect(),
+            pytest.raises(DatabaseUnavailable) as raised,
+            database.session_scope() as session,
+        ):
+            session.execute(sa.text("SELECT 1"))
+        with database.session_scope() as session:  # the connection is back: served again
+            assert session.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        database.dispose()
+
+    assert raised.value.detail == DATABASE_POOL_EXHAUSTED_DETAIL
+
+
+def _backend_pid(session: sa.orm.Session) -> int:
+    return int(session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_mid_transaction_is_discarded_and_the_next_session_works(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    database = Database(DatabaseSection(url=postgres_url, pool_size=1, max_overflow=0))
+    admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT")
+    lost: list[int] = []
+
+    def write_terminated_half_way() -> None:
+        with database.session_scope() as session:
+            session.execute(sa.text("INSERT INTO item (name) VALUES ('lost')"))
+            lost.append(_backend_pid(session))
+            with admin.connect() as killer:
+                killer.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": lost[0]})
+            session.execute(sa.text("INSERT INTO item (name) VALUES ('lost too')"))
+
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE item (id serial PRIMARY KEY, name text)"))
+        with pytest.raises(DatabaseUnavailable):
+            write_terminated_half_way()
+        with database.session_scope() as session:
+            assert _backend_pid(session) not in lost
+            assert session.execute(sa.text("SELECT count(*) FROM item")).scalar_one() == 0
+    finally:
+        admin.dispose()
+        database.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("sqlstate", "unavailable"),
+    [
+        ("57P01", True),  # admin_shutdown: pg_terminate_backend, a fast shutdown
+        ("57P03", True),  # cannot_connect_now: still starting up
+        ("08006", True),  # connection_failure
+        ("40001", False),  # serialization_failure: psycopg2 calls it an OperationalError too
+        ("57014", False),  # query_canceled (statement_timeout)
+    ],
+)
+def test_only_the_sqlstates_of_a_lost_connection_make_the_database_unavailable(
+    postgres_url: str, sqlstate: str, unavailable: bool
+) -> None:
+    database = Database(DatabaseSection(url=postgres_url))
+    raise_it = f"DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$"
+    expected = DatabaseUnavailable if unavailable else sa.exc.DBAPIError
+    try:
+        with pytest.raises(expected), database.session_scope() as session:
+            session.execute(sa.text(raise_it))
+        with database.session_scope() as session:  # whichever it was, the next one works
+            assert session.execute(sa.text("SELECT 1")).scalar_one() == 1
     finally:
         database.dispose()

@@ -8,12 +8,19 @@ from chassis import (
     BadRequestError,
     ChassisError,
     ConflictError,
+    DatabaseUnavailable,
     NotFoundError,
     ProblemError,
     ServiceUnavailable,
     UnprocessableError,
 )
-from chassis.errors import PROBLEM_CONTENT_TYPE, problem_response, render_problem
+from chassis.errors import (
+    DATABASE_POOL_EXHAUSTED_DETAIL,
+    DATABASE_RETRY_AFTER_SECONDS,
+    PROBLEM_CONTENT_TYPE,
+    problem_response,
+    render_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +95,36 @@ def test_service_unavailable_keeps_other_headers() -> None:
     assert response.headers["retry-after"] == "1"
 
 
+def test_database_unavailable_is_a_503_naming_only_the_database_with_retry_after() -> None:
+    error = DatabaseUnavailable()
+
+    response = render_problem(error)
+
+    assert isinstance(error, ServiceUnavailable)
+    assert isinstance(error, ChassisError)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(DATABASE_RETRY_AFTER_SECONDS)
+    assert json.loads(response.body) == {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the database is unavailable",
+        "trace_id": None,
+    }
+
+
+def test_database_unavailable_retry_after_is_a_few_seconds() -> None:
+    assert 1 <= DATABASE_RETRY_AFTER_SECONDS <= 10
+
+
+def test_database_unavailable_names_the_pool_when_it_is_exhausted() -> None:
+    response = render_problem(DatabaseUnavailable(DATABASE_POOL_EXHAUSTED_DETAIL))
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == str(DATABASE_RETRY_AFTER_SECONDS)
+    assert "pool" in json.loads(response.body)["detail"]
+
+
 def test_the_trace_id_is_the_current_one() -> None:
     tracer = TracerProvider().get_tracer("tests")
 
@@ -121,6 +158,7 @@ def test_an_unknown_status_gets_a_generic_title() -> None:
         ConflictError("taken"),
         UnprocessableError("odd"),
         ServiceUnavailable("busy"),
+        DatabaseUnavailable(),
         ProblemError("busy", status=HTTPStatus.SERVICE_UNAVAILABLE),
     ],
 )

@@ -1,6 +1,7 @@
 import asyncio
 import inspect
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.responses import PlainTextResponse, Response
 
-from chassis import NotFoundError, current_session
+from chassis import DatabaseUnavailable, NotFoundError, current_session
 from chassis.config import DatabaseSection
 from chassis.db import Database
 from chassis.handlers import HandlerResolver
@@ -123,6 +124,30 @@ def test_a_failing_sync_handler_rolls_back_and_raises(
         call(resolve(create))
 
     assert count(database) == 0
+
+
+def test_a_sync_handler_whose_database_is_unreachable_raises_database_unavailable(
+    executor: ThreadPoolExecutor,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: connections are refused
+    url = f"postgresql+psycopg2://app:s3cret@127.0.0.1:{port}/app"
+    database = Database(DatabaseSection(url=url, connect_timeout_seconds=1))
+
+    def count_items() -> dict[str, Any]:
+        return {"count": current_session().execute(sa.text("SELECT count(*) FROM item")).scalar()}
+
+    handler = HandlerResolver(make_module(count_items=count_items), database, executor)
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            call(handler.function_resolver("count_items"))
+    finally:
+        database.dispose()
+
+    assert raised.value.status == 503
+    assert raised.value.headers["Retry-After"] == "5"
+    assert "s3cret" not in str(raised.value)
 
 
 def test_a_sync_handler_sees_the_request_context(

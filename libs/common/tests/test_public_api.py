@@ -49,6 +49,8 @@ def test_the_core_names_are_public() -> None:
         "ProblemError",
         "NotFoundError",
         "ConflictError",
+        "ServiceUnavailable",
+        "DatabaseUnavailable",
     }
 
     assert core <= set(chassis.__all__)

@@ -2,6 +2,10 @@
 
 PostgreSQL (psycopg2) and SQLite both work; SQLite gets foreign keys, WAL and a busy timeout so
 that it behaves like a real database under a threaded server.
+
+A database that cannot serve (unreachable, the connection lost, the pool exhausted) is one
+exception, :class:`~chassis.errors.DatabaseUnavailable` (503 with Retry-After): see
+:func:`database_unavailable` for which errors count, logged once and without connection details.
 """
 
 from __future__ import annotations
@@ -15,12 +19,21 @@ from typing import Any
 from opentelemetry.semconv.attributes import db_attributes, error_attributes, server_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chassis.config import DatabaseSection
+from chassis.errors import (
+    DATABASE_POOL_EXHAUSTED_DETAIL,
+    DATABASE_UNAVAILABLE_DETAIL,
+    DatabaseUnavailable,
+)
 from chassis.health import DOWN, UP, CheckResult
+from chassis.logging import get_logger
+
+log = get_logger("chassis.db")
 
 # Constraint names every service's MetaData uses, so migrations can name what they alter.
 NAMING_CONVENTION = {
@@ -56,15 +69,25 @@ class Database:
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:
-        """Commit when the block succeeds, roll back when it raises: nothing half-written."""
+        """Commit when the block succeeds, roll back when it raises: nothing half-written.
+
+        When the database cannot serve, the session's connection is discarded (never pooled
+        again) and the error leaves as :class:`DatabaseUnavailable`: the next session connects
+        afresh, so the service recovers by itself once the database is back.
+        """
         session = self.sessions()
         token = _current_session.set(session)
         try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+            with _unavailable_as_problem():
+                try:
+                    yield session
+                    session.commit()
+                except BaseException as exc:
+                    if _unavailable_detail(exc) is None:
+                        session.rollback()
+                    else:
+                        session.invalidate()
+                    raise
         finally:
             _current_session.reset(token)
             session.close()
@@ -97,6 +120,80 @@ class DatabaseCheck:
         return CheckResult(UP, {"dialect": self.engine.dialect.name})
 
 
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The chassis' error for a SQLAlchemy error that means the database cannot serve, logged
+    here once at WARNING; ``None`` for any other error (an integrity error, a bad statement, a
+    deadlock: the service's to map, or a 500).
+
+    Counted: a connection that could not be made (refused, timed out, authentication) or was
+    lost (SQLAlchemy's disconnect detection, extended by :func:`_flag_lost_connections`), a
+    ``DisconnectionError``, and the pool's ``TimeoutError`` (no connection came free within
+    ``pool_timeout_seconds``). The log names the error class and the SQLSTATE, never the
+    driver's message: psycopg2's name the host, the port and at times the user.
+    """
+    detail = _unavailable_detail(exc)
+    if detail is None:
+        return None
+    original = getattr(exc, "orig", None) or exc
+    facts: dict[str, Any] = {"error": type(original).__name__}
+    if sqlstate := _sqlstate(original):
+        facts["sqlstate"] = sqlstate
+    if detail == DATABASE_POOL_EXHAUSTED_DETAIL:
+        log.warning("database connection pool exhausted", **facts)
+    else:
+        log.warning("database unavailable", **facts)
+    return DatabaseUnavailable(detail)
+
+
+def _unavailable_detail(exc: BaseException) -> str | None:
+    if isinstance(exc, sa_exc.TimeoutError):  # only the pool raises it
+        return DATABASE_POOL_EXHAUSTED_DETAIL
+    if isinstance(exc, sa_exc.DisconnectionError) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return DATABASE_UNAVAILABLE_DETAIL
+    return None
+
+
+@contextmanager
+def _unavailable_as_problem() -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        unavailable = database_unavailable(exc)
+        if unavailable is None:
+            raise
+        # from None: a traceback logged anywhere (a background loop's) must not print the
+        # driver's message; the original stays on __context__.
+        raise unavailable from None
+
+
+# SQLSTATEs of a connection that is gone: class 08 (connection exception), and the server
+# shutting down, crashed or still starting (57P01 admin_shutdown, as after pg_terminate_backend,
+# 57P02 crash_shutdown, 57P03 cannot_connect_now).
+_GONE_CLASS = "08"
+_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _flag_lost_connections(context: ExceptionContext) -> None:
+    """``handle_error`` hook: SQLAlchemy's disconnect detection (message patterns of the
+    driver) extended to a connection that could not be made at all and to the SQLSTATEs
+    above. A flagged error says ``connection_invalidated`` and its connection is
+    discarded rather than pooled again."""
+    if context.is_disconnect:
+        return
+    connecting = context.connection is None and not context.is_pre_ping
+    sqlstate = _sqlstate(context.original_exception)
+    if connecting or sqlstate.startswith(_GONE_CLASS) or sqlstate in _GONE_STATES:
+        context.is_disconnect = True
+
+
+def _sqlstate(error: BaseException) -> str:
+    """The SQLSTATE a driver attached (psycopg2 ``pgcode``, psycopg 3 ``sqlstate``), or ''."""
+    code = getattr(error, "pgcode", None) or getattr(error, "sqlstate", None)
+    return code if isinstance(code, str) else ""
+
+
 def _create_engine(url: str, section: DatabaseSection) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -116,6 +213,7 @@ def _create_engine(url: str, section: DatabaseSection) -> Engine:
         if backend == "postgresql":
             options["connect_args"] = {"connect_timeout": section.connect_timeout_seconds}
     engine = create_engine(url, **options)
+    event.listen(engine, "handle_error", _flag_lost_connections)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _sqlite_begin_before_writing)

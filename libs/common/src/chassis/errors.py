@@ -7,6 +7,9 @@
         ├── ConflictError         409
         ├── UnprocessableError    422
         └── ServiceUnavailable    503 (with Retry-After when known)
+            └── DatabaseUnavailable   503 with Retry-After: the service's own database cannot
+                                      serve (chassis.db raises it; it never names the database's
+                                      URL, host, user or password)
 
 Handlers and domain code raise these; :func:`problem_response` renders any of them, connexion's
 own problems and unexpected exceptions the same way, always carrying the current ``trace_id``
@@ -26,6 +29,16 @@ from chassis.tracing import current_trace_id
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 DEFAULT_TYPE = "about:blank"
+
+# Retry-After of a DatabaseUnavailable. A PostgreSQL restart or fail-over takes a few seconds,
+# and by then the readiness probe (every 5 s in the Helm chart) has looked again: a replica that
+# still cannot reach its database is on its way out of rotation, so a retry lands on one that
+# can. Short enough for a retry while the user still waits (the chassis client honours it within
+# its deadline). Pool exhaustion asks the same: the request already waited pool_timeout_seconds
+# (5 by default) for a connection in vain; hammering back sooner would only feed the queue.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE_DETAIL = "the database is unavailable"
+DATABASE_POOL_EXHAUSTED_DETAIL = "the database is unavailable: its connection pool is exhausted"
 
 
 class ChassisError(Exception):
@@ -81,6 +94,21 @@ class ServiceUnavailable(ProblemError):
         if retry_after_seconds is not None:
             headers["Retry-After"] = str(max(1, round(retry_after_seconds)))
         super().__init__(detail, headers=headers, **kw)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The service's own database cannot serve this request: it cannot be reached, the
+    connection was lost, or no pooled connection came free in time. The detail says which,
+    never where: no URL, host, port, user, password, SQL or driver message."""
+
+    def __init__(
+        self,
+        detail: str = DATABASE_UNAVAILABLE_DETAIL,
+        *,
+        retry_after_seconds: float = DATABASE_RETRY_AFTER_SECONDS,
+        **kw: Any,
+    ) -> None:
+        super().__init__(detail, retry_after_seconds=retry_after_seconds, **kw)
 
 
 def problem_response(

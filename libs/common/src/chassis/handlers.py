@@ -4,7 +4,8 @@ Handlers are plain functions returning a body, ``(body, status)`` or ``(body, st
 bodies are rendered as JSON here (connexion's own rendering is slower and insists on a content
 type whenever an operation also declares problem+json answers). A synchronous handler runs on the
 chassis' worker threads (:mod:`chassis.threads`) inside a database session scope (commit on
-success, rollback on error), so blocking database work never stalls the event loop; an
+success, rollback on error; a database that cannot serve leaves as ``DatabaseUnavailable``, a
+503), so blocking database work never stalls the event loop; an
 ``async def`` handler runs on the loop and opens sessions itself. :class:`HandlerApp`, the
 innermost app under connexion's middlewares, calls them with the arguments connexion extracts,
 each operation bound once at start-up.

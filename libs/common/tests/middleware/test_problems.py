@@ -2,6 +2,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from connexion.exceptions import BadRequestProblem, ProblemException
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -134,6 +135,24 @@ def test_an_unexpected_exception_is_a_500_without_internals(recorder: SpanRecord
     (logged,) = [event for event in events if event["log_level"] == "error"]
     assert logged["event"] == "unhandled error"
     assert logged["exc_info"] is error
+
+
+def test_a_lost_database_connection_an_async_handler_met_is_a_503_without_internals() -> None:
+    driver_message = f"could not connect to {SECRET}: connection refused"
+    error = sa.exc.OperationalError("SELECT 1", {}, Exception(driver_message))
+    error.connection_invalidated = True
+
+    with capture_logs() as events:
+        response = answer(error)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["detail"] == "the database is unavailable"
+    assert "s3cret" not in response.text
+    assert "SELECT" not in response.text
+    (logged,) = events
+    assert (logged["log_level"], logged["event"]) == ("warning", "database unavailable")
+    assert "s3cret" not in repr(events)
 
 
 def test_an_error_after_the_answer_started_is_re_raised() -> None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chassis.db import database_unavailable
 from chassis.errors import ProblemError, problem_response, render_problem
 from chassis.logging import get_logger
 
@@ -48,6 +49,9 @@ class ProblemMiddleware:
 
 def to_response(exc: Exception) -> Response:
     """The single mapping from an exception to its answer."""
+    # A sync handler's session scope has already made it a DatabaseUnavailable; an async
+    # handler's own session or connection has not.
+    exc = database_unavailable(exc) or exc
     if isinstance(exc, ProblemError):
         return render_problem(exc)
     if isinstance(exc, ProblemException):
