@@ -1,8 +1,10 @@
 """Swagger UI (/ui/) in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
 against a real ``books serve``: "Try it out" on an operation reaches the API and shows the
 live answer, both directly and through a reverse proxy on another port that rewrites the Host
-header (as nginx's ``proxy_pass`` does by default). The ``browser`` fixture is the chassis
-plugin's: skipped locally without Chromium, a failure under CI."""
+header (as nginx's ``proxy_pass`` does by default), under the page's Content-Security-Policy
+(its inline initializer allowed by hash: no violation, while an injected inline script is
+refused). The ``browser`` fixture is the chassis plugin's: skipped locally without Chromium, a
+failure under CI."""
 
 from __future__ import annotations
 
@@ -32,6 +34,19 @@ TIMEOUT_MS = 10_000
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"}
 RECOMPUTED = {"content-length", "content-encoding"}
 DUNE = {"id": 1, "isbn": "9780441172719", "title": "Dune", "author": "Frank Herbert"}
+# Before any script of the page runs: every Content-Security-Policy violation it reports.
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.effectiveDirective} ${event.blockedURI}`);
+});
+"""
+INJECT_INLINE_SCRIPT = """() => {
+  const script = document.createElement("script");
+  script.textContent = "window.injected = true";
+  document.body.append(script);
+  return window.injected === true;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +122,7 @@ def proxy(books_process: ServiceProcess) -> Iterator[ReverseProxy]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(RECORD_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     yield page
@@ -145,8 +161,25 @@ def test_try_it_out_reads_a_book_through_swagger_ui(
     assert {key: shown[key] for key in DUNE} == DUNE
     expect(operation.locator(".request-url pre")).to_have_text(f"{base}/books/1")
     assert errors == []
+    assert page.evaluate("window.cspViolations") == []
     if via == "proxy":
         assert "/books/1" in proxy.forwarded
+
+
+def test_swagger_ui_runs_under_a_policy_that_refuses_injected_inline_script(
+    page: Page, books_process: ServiceProcess
+) -> None:
+    from playwright.sync_api import expect
+
+    response = page.goto(f"{books_process.url}/ui/")
+
+    assert response is not None
+    assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+    expect(page.locator("#operations-books-get_book")).to_be_visible()  # the initializer ran
+    assert page.evaluate("window.cspViolations") == []
+    assert page.evaluate(INJECT_INLINE_SCRIPT) is False
+    page.wait_for_function("window.cspViolations.length > 0")
+    assert page.evaluate("window.cspViolations") == ["script-src-elem inline"]
 
 
 def test_the_served_document_names_a_usable_server(client: TestClient) -> None:

@@ -32,8 +32,9 @@ TIMEOUT_MS = 10_000
 
 
 class Watched:
-    """A page plus the dialogs it opened and the script errors it raised; ``author`` is the
-    name the page remembers from an earlier visit (it follows rooms under it)."""
+    """A page plus the dialogs it opened and the script errors (and Content-Security-Policy
+    violations) it raised; ``author`` is the name the page remembers from an earlier visit (it
+    follows rooms under it)."""
 
     def __init__(
         self,
@@ -52,7 +53,12 @@ class Watched:
         self.errors: list[str] = []
         self.page.on("dialog", self._dialog)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", self._console)  # what the Content-Security-Policy refused
         self.page.goto(url)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.errors.append(message.text)
 
     def _dialog(self, dialog: Any) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")

@@ -3,10 +3,16 @@
 Layers, outermost first (each a small ASGI middleware):
 
     TelemetryMiddleware   span, RED metrics, access log for every request
+    SecurityHeadersMiddleware nosniff on every answer; a Content-Security-Policy on pages
     AllowHeaderMiddleware a 405's Allow lists every method the path's operations take
-    RequestBodyMiddleware 413 over the size limit, 400 for JSON that is not UTF-8
+    RequestBodyMiddleware 413 over the size limit, 400 for JSON that is not UTF-8 or nests too
+                          deep; the media type in lower case
     ChassisEndpoints      /health/live, /health/ready, /healthcheck, /metrics, /info
     connexion middleware  Swagger UI, routing, validation -> ProblemMiddleware -> HandlerApp
+
+Every operation with a request body gets a 415 answer in the OpenAPI document it serves
+(:func:`~chassis.middleware.media_types.declare_unsupported_media_type`), since the chassis
+answers one to a body without a Content-Type or with one the operation does not take.
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from chassis.metrics import ServiceMetrics
 from chassis.middleware import faults as faults_middleware
 from chassis.middleware.allow import AllowHeaderMiddleware
 from chassis.middleware.api_docs import ApiDocsMiddleware
+from chassis.middleware.media_types import declare_unsupported_media_type
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.request_body import RequestBodyMiddleware
+from chassis.middleware.security_headers import SecurityHeadersMiddleware
 from chassis.middleware.telemetry import TelemetryMiddleware
 from chassis.routes import RouteTable, base_path, spec_methods, spec_templates
 from chassis.threads import HandlerThreads
@@ -212,6 +220,9 @@ class Service:
             validate_responses=validate_responses,
             validator_map={"parameter": NamingParameterValidator, "body": body_validators()},
         )
+        # Before the first request or lifespan, when the middlewares take the loaded document.
+        loaded = app.apis[-1].specification
+        declare_unsupported_media_type(loaded.raw, loaded.spec)
         return app
 
     def _build_stack(self, document: dict[str, Any]) -> Any:
@@ -228,6 +239,7 @@ class Service:
             )
         stack = RequestBodyMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
         stack = AllowHeaderMiddleware(stack, routes=routes, allowed=spec_methods(document))
+        stack = SecurityHeadersMiddleware(stack)
         return TelemetryMiddleware(
             stack,
             tracer=self.tracer,

@@ -5,7 +5,9 @@ connexion's own ParameterValidator answers a bad path or query value with the wh
 error dump (schema included) and builds a new validator for every parameter of every request;
 this one plugs into connexion's ``validator_map`` and answers ``limit: 101 is greater than the
 maximum of 100``. :class:`RequestValidation` is connexion's validation middleware with each
-bodiless operation's parameter validator built once rather than per request.
+bodiless operation's parameter validator built once rather than per request, and a body
+without a Content-Type (or with one the operation does not accept) refused with a 415 that says
+what to send (:class:`~chassis.middleware.media_types.UnsupportedMediaType`).
 
 A NUL character or a lone surrogate (``\\ud800``) is a valid JSON escape, but PostgreSQL text
 cannot hold it (nor can UTF-8 encode a lone surrogate): the insert or the query fails, which
@@ -27,10 +29,12 @@ from connexion.middleware.request_validation import (
     RequestValidationOperation,
 )
 from connexion.operations import AbstractOperation, OpenAPIOperation
-from connexion.utils import is_null, is_nullable
+from connexion.utils import is_null, is_nullable, split_content_type
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from starlette.types import Receive, Scope, Send
+
+from chassis.middleware.media_types import UnsupportedMediaType
 
 _compiled: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
 _connexion_log = logging.getLogger("connexion.validators.parameter")
@@ -67,9 +71,15 @@ class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
 
 
 class TextSafeJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
-    """connexion's JSON body validation, then no NUL in any string of the body."""
+    """connexion's JSON body validation, then no NUL in any string of the body.
+
+    An optional body (``required: false``) may be absent: connexion refuses a missing body
+    with "Request body must not be empty" unless its schema is nullable.
+    """
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
+        if body is None and not self._required:
+            return None
         validated: dict[str, Any] | None = super()._validate(body)
         where = _nul_at(body)
         if where is not None:
@@ -133,7 +143,11 @@ class ValidationOperation(RequestValidationOperation):  # type: ignore[misc]
     without a request body (whose validation is the parameters' alone: no content type is
     checked, no body read) this one validates with a pair made at start-up; both are stateless,
     each request gets its own parsed view. Operations with a body go through connexion's own
-    code unchanged.
+    code, except for the media type: connexion took a body without a Content-Type for the
+    operation's first type (validated it as JSON, then the handler got raw bytes: a 500); here
+    that is a 415 listing the accepted types, like a type the operation does not accept. With
+    neither a type nor a body, connexion's guess stands: an optional body is absent, a required
+    one missing (400).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -147,6 +161,29 @@ class ValidationOperation(RequestValidationOperation):  # type: ignore[misc]
             strict_validation=self.strict_validation,
             security_query_params=self.security_query_params,
         )
+        self._consumes = list(operation.consumes)
+        self._exact = frozenset(kind.lower() for kind in self._consumes)
+        self._accepted = MediaTypeDict({kind.lower(): None for kind in self._consumes})
+
+    def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+        """The request's media type (in lower case) and charset, as connexion's method reads
+        them (whose header lookup alone took 5 µs: it builds a typing alias on every call)."""
+        content_type = next((value for name, value in headers if name == b"content-type"), None)
+        mime_type, encoding = split_content_type(
+            None if content_type is None else content_type.decode("latin-1")
+        )
+        mime_type = (mime_type or "").strip().lower()
+        if not mime_type:
+            if _carries_body(headers):
+                raise UnsupportedMediaType(None, self._consumes, method=self._operation.method)
+            mime_type = self._consumes[0] if self._consumes else "application/octet-stream"
+        return mime_type, encoding or "utf-8"
+
+    def validate_mime_type(self, mime_type: str) -> None:
+        if mime_type in self._exact:
+            return
+        if self._consumes and mime_type.lower() not in self._accepted:  # a media range
+            raise UnsupportedMediaType(mime_type, self._consumes, method=self._operation.method)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._bodiless:
@@ -154,6 +191,17 @@ class ValidationOperation(RequestValidationOperation):  # type: ignore[misc]
             return
         self._parameters.validate(scope)
         await self.next_app(scope, receive, send)
+
+
+def _carries_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request has a body, as connexion decides it (a Content-Length above 0); a
+    chunked one reaches it with its length declared (RequestBodyMiddleware)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.strip().isdigit() and int(value) > 0
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 class ValidationApi(RequestValidationAPI):  # type: ignore[misc]

@@ -1,13 +1,16 @@
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from connexion.utils import is_json_mimetype
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chassis.middleware.json_depth import MAX_JSON_DEPTH, nests_deeper_than
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.request_body import BodyTooLarge, RequestBodyMiddleware
 
@@ -150,7 +153,8 @@ def test_other_scopes_pass_through(reader: Reader) -> None:
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/json", "application/merge-patch+json; charset=utf-8"]
+    "content_type",
+    ["application/json", "Application/JSON", "application/merge-patch+json; charset=utf-8"],
 )
 def test_a_json_body_that_is_not_utf8_is_a_400_naming_the_body(
     reader: Reader, content_type: str
@@ -188,3 +192,179 @@ def test_other_media_types_may_carry_any_bytes(reader: Reader) -> None:
     )
 
     assert response.json() == {"size": 3}
+
+
+# -- JSON nesting depth -------------------------------------------------------------------------
+
+
+class JsonReader:
+    """Parses a JSON body the way connexion and Starlette do (Python's json) and answers its
+    type, or the media type it was given."""
+
+    def __init__(self) -> None:
+        self.content_types: list[str | None] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        self.content_types.append(request.headers.get("content-type"))
+        body = await request.body()
+        is_json = is_json_mimetype(request.headers.get("content-type"))
+        parsed = json.loads(body) if body and is_json else None
+        await JSONResponse({"type": type(parsed).__name__, "size": len(body)})(scope, receive, send)
+
+
+ROOMY = 100_000  # a body size limit that no body of these tests reaches
+
+
+@pytest.fixture
+def json_reader() -> JsonReader:
+    return JsonReader()
+
+
+def deep_client(app: ASGIApp, **options: Any) -> TestClient:
+    return TestClient(
+        RequestBodyMiddleware(ProblemMiddleware(app), max_body_bytes=ROOMY, **options)
+    )
+
+
+def nested(levels: int, opening: str = "[", closing: str = "]") -> bytes:
+    return (opening * levels + closing * levels).encode()
+
+
+def assert_too_deep(response: Any, levels: int = MAX_JSON_DEPTH) -> None:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["detail"] == f"body: JSON nested deeper than {levels} levels"
+    assert problem["field"] == "body"
+    assert "trace_id" in problem
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        nested(10_000),  # Python's json raises RecursionError: the 500 this replaces
+        nested(MAX_JSON_DEPTH + 1),
+        b'{"a":' * (MAX_JSON_DEPTH + 1) + b"1" + b"}" * (MAX_JSON_DEPTH + 1),
+        b'[{"a": ' * 40 + b"null" + b"}]" * 40,
+        b"[" * 10_000,  # never closed: a parser still recurses before it fails
+    ],
+    ids=["10000-arrays", "limit+1-arrays", "limit+1-objects", "mixed", "unclosed"],
+)
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "APPLICATION/JSON", "application/merge-patch+json; charset=utf-8"],
+)
+def test_json_nested_deeper_than_the_limit_is_a_400_naming_the_body(
+    json_reader: JsonReader, body: bytes, content_type: str
+) -> None:
+    response = deep_client(json_reader).post(
+        "/", content=body, headers={"Content-Type": content_type}
+    )
+
+    assert_too_deep(response)
+
+
+def test_json_nested_to_the_limit_is_parsed(json_reader: JsonReader) -> None:
+    response = deep_client(json_reader).post(
+        "/", content=nested(MAX_JSON_DEPTH), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.json() == {"type": "list", "size": 2 * MAX_JSON_DEPTH}
+
+
+def test_the_depth_limit_can_be_set(json_reader: JsonReader) -> None:
+    client = deep_client(json_reader, max_json_depth=2)
+    json_type = {"Content-Type": "application/json"}
+
+    assert client.post("/", content=b'{"a": [1]}', headers=json_type).status_code == 200
+    assert_too_deep(client.post("/", content=b'{"a": [[1]]}', headers=json_type), levels=2)
+
+
+def test_brackets_inside_strings_do_not_nest(json_reader: JsonReader) -> None:
+    text = '\\"[{' * 200 + "\\\\"  # escaped quotes, and an escaped backslash before the end
+    body = json.dumps([{"text": "[" * 500, "more": text, "list": [[1]] * 100}]).encode()
+    assert json.loads(body)[0]["more"].endswith("\\")
+
+    response = deep_client(json_reader).post(
+        "/", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.json() == {"type": "list", "size": len(body)}
+
+
+def test_a_deep_body_in_chunks_is_refused_when_whole(json_reader: JsonReader) -> None:
+    body = nested(1000)
+
+    def in_chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 300):
+            yield body[start : start + 300]
+
+    response = deep_client(json_reader).post(
+        "/", content=in_chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert_too_deep(response)
+
+
+def test_a_deep_body_of_another_media_type_is_not_measured(reader: Reader) -> None:
+    response = deep_client(reader).post(
+        "/", content=nested(1000), headers={"Content-Type": "text/plain"}
+    )
+
+    assert response.json() == {"size": 2000}
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "deeper"),
+    [
+        (b"", 0, False),
+        (b"1", 0, False),
+        (b"[]", 0, True),
+        (b"[]", 1, False),
+        (b"[[]]", 1, True),
+        (b"[[], [], {}]", 2, False),
+        (b'{"a": [{"b": {}}]}', 3, True),
+        (b'{"a": [{"b": {}}]}', 4, False),
+        (b'["[[[[", "]]]]", "{{"]', 1, False),
+        (b'["\\"[[["]', 1, False),  # the escaped quote does not end the string
+        (b'["\\\\", [[[]]]]', 3, True),  # an escaped backslash does not escape the quote
+        (b'"[[[[', 1, False),  # an unterminated string is all string
+        (b"[[[[", 3, True),  # unclosed arrays nest as deep as they open
+        (b"]]]][[", 1, False),  # a parser stops at the first "]"
+        (b"[1]" * 100, 1, False),  # many brackets, shallow
+    ],
+)
+def test_nests_deeper_than(text: bytes, limit: int, deeper: bool) -> None:
+    assert nests_deeper_than(text, limit) is deeper
+
+
+# -- the media type's letter case -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [
+        ("APPLICATION/JSON", "application/json"),
+        ("Application/Json; charset=UTF-8", "application/json; charset=UTF-8"),
+        ("application/json ; charset=utf-8", "application/json; charset=utf-8"),
+        ("application/json; charset=utf-8", "application/json; charset=utf-8"),
+        ("Text/Plain", "text/plain"),
+    ],
+)
+def test_the_media_type_reaches_the_app_in_lower_case(
+    json_reader: JsonReader, sent: str, seen: str
+) -> None:
+    response = deep_client(json_reader).post(
+        "/", content=b'{"a": 1}', headers={"Content-Type": sent}
+    )
+
+    assert response.status_code == 200
+    assert json_reader.content_types == [seen]
+
+
+def test_a_request_without_a_content_type_gets_none(json_reader: JsonReader) -> None:
+    deep_client(json_reader).post("/", content=b"{}")
+
+    assert json_reader.content_types == [None]

@@ -1,12 +1,18 @@
 """HTTP handlers: parse -> call the domain -> shape the response. Bound by operationId.
 
 ``follow_room`` and ``page`` are ``async``: a live stream must not hold a worker thread.
+The page's script and styles (``script``, ``style``) are files, read once: its
+Content-Security-Policy runs nothing inline. A browser asks again each time (``no-cache``) and
+gets a 304 while its copy's ETag still matches, so a new version is never hidden behind an old
+cached one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import connexion
@@ -21,6 +27,7 @@ from chat.app import ChatComponents
 from chat.books_api import Catalogue
 from chat.live import CLOSED, PRESENCE, Broker, Follower, TooManyFollowers
 from chat.presence import Roster
+from chat.settings import SERVICE_DIR
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_START = b"retry: 2000\n: following\n\n"
@@ -31,6 +38,43 @@ STREAM_TO_CONTINUE = b"retry: 100\n: more to catch up: reconnect with Last-Event
 
 async def page() -> Response:
     return Response(current_service().component(ChatComponents).page, media_type="text/html")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A file of the page, with the ETag of its content."""
+
+    body: bytes
+    media_type: str
+    etag: str
+
+    @classmethod
+    def load(cls, name: str, media_type: str) -> Asset:
+        body = (SERVICE_DIR / "web" / name).read_bytes()
+        return cls(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+    def response(self, if_none_match: str | None) -> Response:
+        headers = {"Cache-Control": "no-cache", "ETag": self.etag}
+        if if_none_match is not None and self.matches(if_none_match):
+            return Response(status_code=304, headers=headers)
+        return Response(self.body, media_type=self.media_type, headers=headers)
+
+    def matches(self, if_none_match: str) -> bool:
+        """RFC 9110 13.1.2: ``*``, or any of the listed tags, weak ones too."""
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or self.etag in tags
+
+
+SCRIPT = Asset.load("app.js", "text/javascript")
+STYLE = Asset.load("app.css", "text/css")
+
+
+async def script() -> Response:
+    return SCRIPT.response(connexion.request.headers.get("if-none-match"))
+
+
+async def style() -> Response:
+    return STYLE.response(connexion.request.headers.get("if-none-match"))
 
 
 def list_rooms(limit: int = 50, offset: int = 0) -> dict[str, Any]:

@@ -13,19 +13,35 @@ root: Swagger UI then lists one blank server and other tools have no base URL. T
 becomes ``"/"``. The URL stays a path, relative to wherever the document was fetched from (as
 OpenAPI 3 allows), never an origin built from the request's ``Host``: behind a TLS-terminating
 proxy or a port mapping, the origin the service sees is not the one the browser reached.
+
+Swagger UI's page starts the UI with an inline script (and styles itself with an inline
+``<style>``). The page is sent with the chassis' Content-Security-Policy plus the hash of each
+of those blocks as rendered for this request: the script names the document's URL, which holds
+the request's root path, so a hash computed once at start-up would hold for one prefix only, and
+a rewritten page (an initializer served as a file) would drift from connexion's template. Only
+this page, rendered from connexion's own template, is hashed: hashing whatever inline script a
+page holds would allow an injected one too.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
 from connexion.spec import Specification
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from chassis.middleware.security_headers import content_security_policy, source_hash
+
 ROOT_SERVER_URL = "/"
+INLINE_SCRIPT = re.compile(r"<script\b(?P<attributes>[^>]*)>(?P<text>.*?)</script\s*>", re.I | re.S)
+INLINE_STYLE = re.compile(r"<style\b[^>]*>(?P<text>.*?)</style\s*>", re.I | re.S)
+SOURCE_ATTRIBUTE = re.compile(r"\bsrc\s*=", re.I)
 
 
 class ApiDocsAPI(SwaggerUIAPI):  # type: ignore[misc]
@@ -33,6 +49,24 @@ class ApiDocsAPI(SwaggerUIAPI):  # type: ignore[misc]
 
     def _spec_for_prefix(self, request: Request) -> dict[str, Any]:
         return with_usable_servers(super()._spec_for_prefix(request))
+
+    async def _get_swagger_ui_home(self, request: Request) -> Response:
+        page: Response = await super()._get_swagger_ui_home(request)
+        page.headers["Content-Security-Policy"] = swagger_ui_policy(bytes(page.body))
+        return page
+
+
+@functools.lru_cache(maxsize=16)  # one page per root path and API, in practice
+def swagger_ui_policy(page: bytes) -> str:
+    """The chassis' policy, allowing the inline scripts and styles of Swagger UI's ``page``."""
+    text = page.decode("utf-8")
+    scripts = [
+        source_hash(found["text"])
+        for found in INLINE_SCRIPT.finditer(text)
+        if not SOURCE_ATTRIBUTE.search(found["attributes"])
+    ]
+    styles = [source_hash(found["text"]) for found in INLINE_STYLE.finditer(text)]
+    return content_security_policy(scripts=scripts, styles=styles)
 
 
 def with_usable_servers(document: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,12 @@
   connexion's body validation takes a missing Content-Length for "no body" and would answer
   400 "RequestBody is required";
 - JSON that is not UTF-8 (RFC 8259 §8.1): 400 naming the body. connexion's JSON parsing only
-  expects a JSON syntax error, so undecodable bytes used to end as a 500.
+  expects a JSON syntax error, so undecodable bytes used to end as a 500;
+- JSON nested deeper than ``max_json_depth`` levels: 400 naming the body, found on the whole
+  body before anything parses it (:mod:`chassis.middleware.json_depth`). Python's parser
+  raised RecursionError at about a thousand levels, which used to end as a 500;
+- the Content-Type's media type spelled in lower case (:mod:`chassis.middleware.media_types`):
+  media types are case-insensitive, connexion's and Starlette's comparisons are not.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import codecs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chassis.errors import ProblemError, render_problem
+from chassis.middleware import media_types
+from chassis.middleware.json_depth import MAX_JSON_DEPTH, nests_deeper_than
 
 
 class BodyRefused(ProblemError):
@@ -38,10 +45,20 @@ class BodyNotUtf8(BodyRefused):
         super().__init__("body: a JSON body must be encoded in UTF-8", field="body")
 
 
+class BodyTooDeep(BodyRefused):
+    status = 400
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(f"body: JSON nested deeper than {max_depth} levels", field="body")
+
+
 class RequestBodyMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int = MAX_JSON_DEPTH
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +68,13 @@ class RequestBodyMiddleware:
         if declared is not None and declared > self.max_body_bytes:
             await render_problem(BodyTooLarge(self.max_body_bytes))(scope, receive, send)
             return
-        checked = self._checked(receive, json=_is_json(scope))
+        content_type = _header(scope, b"content-type")
+        if content_type is not None:
+            spelled = media_types.normalise(content_type)
+            if spelled != content_type:
+                scope = media_types.with_content_type(scope, spelled)
+        json = content_type is not None and media_types.is_json(content_type)
+        checked = self._checked(receive, json=json)
         response_started = False
 
         async def tracking_send(message: Message) -> None:
@@ -70,9 +93,11 @@ class RequestBodyMiddleware:
 
     def _checked(self, receive: Receive, *, json: bool) -> Receive:
         """``receive`` that raises once the body passes the limit or, for JSON, stops being
-        UTF-8 (decoded incrementally: a character may span two chunks)."""
+        UTF-8 (decoded incrementally: a character may span two chunks) or, once whole, nests
+        too deep."""
         received = 0
         decoder = codecs.getincrementaldecoder("utf-8")() if json else None
+        chunks: list[bytes] = []  # of a JSON body, until it is whole
 
         async def checked_receive() -> Message:
             nonlocal received
@@ -83,10 +108,15 @@ class RequestBodyMiddleware:
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
                 if decoder is not None:
+                    final = not message.get("more_body", False)
                     try:
-                        decoder.decode(chunk, final=not message.get("more_body", False))
+                        decoder.decode(chunk, final=final)
                     except UnicodeDecodeError:
                         raise BodyNotUtf8() from None
+                    chunks.append(chunk)
+                    # b"".join of a single chunk is that chunk: no copy for a one-chunk body
+                    if final and nests_deeper_than(b"".join(chunks), self.max_json_depth):
+                        raise BodyTooDeep(self.max_json_depth)
             return message
 
         return checked_receive
@@ -136,9 +166,3 @@ def _content_length(scope: Scope) -> int | None:
 
 def _is_chunked(scope: Scope) -> bool:
     return b"chunked" in (_header(scope, b"transfer-encoding") or b"").lower()
-
-
-def _is_json(scope: Scope) -> bool:
-    """application/json and every +json type (problem+json, merge-patch+json...)."""
-    media_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-    return media_type == b"application/json" or media_type.endswith(b"+json")
