@@ -134,3 +134,18 @@ class PrometheusServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def published(entry: str | dict[str, Any]) -> tuple[str, int, int]:
+    """(host address, host port, container port) of a ``ports`` entry, short or long syntax.
+    The address is "" when the entry names none: Docker then publishes on every interface."""
+    if isinstance(entry, dict):
+        return str(entry.get("host_ip", "")), int(entry.get("published", 0)), int(entry["target"])
+    rest, _, container = str(entry).partition("/")[0].rpartition(":")
+    address, _, host = rest.rpartition(":")
+    return address.strip("[]"), int(host or 0), int(container)
+
+
+def host_ports(service: dict[str, Any]) -> list[tuple[int, int]]:
+    """(host port, container port) of every port ``service`` publishes."""
+    return [published(entry)[1:] for entry in service.get("ports", [])]

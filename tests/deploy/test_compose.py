@@ -30,7 +30,9 @@ from deploy_support import (
     HOST_PORTS,
     ROOT,
     SERVICES,
+    host_ports,
     interpolate,
+    published,
 )
 from pydantic import BaseModel
 
@@ -189,7 +191,42 @@ def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
 
 def test_services_publish_their_design_ports(compose: dict[str, Any]) -> None:
     for name, service in app_services(compose).items():
-        assert service["ports"] == [f"{HOST_PORTS[name]}:{CONTAINER_PORT}"], name
+        assert host_ports(service) == [(HOST_PORTS[name], CONTAINER_PORT)], name
+
+
+def test_every_port_is_published_on_loopback_unless_bind_address_says_otherwise(
+    compose_raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    """PostgreSQL with its default password, the fault-injection token, Grafana's admin: by
+    default nothing is reachable from another machine."""
+    entries = [
+        (name, entry)
+        for name, service in compose["services"].items()
+        for entry in service.get("ports", [])
+    ]
+    assert {name for name, _ in entries} >= {"postgres", *SERVICES, "grafana"}
+    for name, entry in entries:
+        assert published(entry)[0] == "127.0.0.1", f"{name}: {entry} is published beyond 127.0.0.1"
+    assert [published(e) for e in compose["services"]["postgres"]["ports"]] == [
+        ("127.0.0.1", 5432, 5432)
+    ]
+    chosen = interpolate(compose_raw, {"BIND_ADDRESS": "192.0.2.7"})
+    for name, service in chosen["services"].items():
+        for entry in service.get("ports", []):
+            assert published(entry)[0] == "192.0.2.7", f"{name}: {entry} ignores BIND_ADDRESS"
+
+
+def test_published_reads_every_ports_syntax() -> None:
+    assert published("8001:8000") == ("", 8001, 8000)
+    assert published("8000") == ("", 0, 8000)
+    assert published("127.0.0.1:8001:8000/tcp") == ("127.0.0.1", 8001, 8000)
+    assert published("[::1]:8001:8000") == ("::1", 8001, 8000)
+    assert published({"target": 8000, "published": "8001"}) == ("", 8001, 8000)
+    assert published({"target": 8000, "published": 8001, "host_ip": "127.0.0.1"}) == (
+        "127.0.0.1",
+        8001,
+        8000,
+    )
 
 
 def test_every_variable_set_for_a_service_is_one_its_settings_read(
@@ -314,12 +351,12 @@ def test_postgres_creates_one_database_per_service(compose: dict[str, Any]) -> N
 def test_observability_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
-    assert {"16686:16686", "4317:4317", "4318:4318"} <= set(services["jaeger"]["ports"])
+    assert {(16686, 16686), (4317, 4317), (4318, 4318)} <= set(host_ports(services["jaeger"]))
     prometheus = services["prometheus"]
     assert "--enable-feature=exemplar-storage" in prometheus["command"]
-    assert prometheus["ports"] == ["9090:9090"]
+    assert host_ports(prometheus) == [(9090, 9090)]
     grafana = services["grafana"]
-    assert grafana["ports"] == ["3000:3000"]
+    assert host_ports(grafana) == [(3000, 3000)]
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     assert grafana["environment"]["GF_USERS_VIEWERS_CAN_EDIT"] == "true", "exemplar links"
@@ -334,7 +371,7 @@ def test_locust_runs_the_load_tests_with_its_web_ui_under_the_load_profile(
 ) -> None:
     locust = compose["services"]["locust"]
     assert locust["profiles"] == ["load"]
-    assert locust["ports"] == ["8089:8089"]
+    assert host_ports(locust) == [(8089, 8089)]
     source, target = locust["volumes"][0].split(":")[:2]
     assert (COMPOSE_DIR / source).resolve() == ROOT / "tests" / "load"
     locustfile = locust["command"][locust["command"].index("-f") + 1]

@@ -223,6 +223,8 @@ def test_values_schema_is_a_valid_json_schema_that_accepts_the_defaults() -> Non
         (["--set", "shop.podDisruptionBudget.maxUnavailable=lots"], "maxUnavailable"),
         (["--set", "chat.autoscaling.targetCPUUtilizationPercentage=150"], "targetCPU"),
         (["--set-string", "books.resources.limits.memory=lots"], "memory"),
+        (["--set-json", "networkPolicy.metricsFrom=[{}]"], "metricsFrom"),  # would admit all
+        (["--set-json", 'networkPolicy.extraFrom=[{"ipBlock": {}}]'], "cidr"),
     ],
     ids=lambda value: value if isinstance(value, str) else value[-1],
 )
@@ -321,6 +323,7 @@ def test_the_expected_objects_are_rendered(helm: str) -> None:
         "HorizontalPodAutoscaler": {"books"},
         "ServiceMonitor": names,
         "Ingress": {RELEASE},
+        "NetworkPolicy": names,
         "Secret": {f"{RELEASE}-database", f"{RELEASE}-faults"},
         "ServiceAccount": {"bookshop-runner"},
     }
@@ -635,6 +638,92 @@ def test_ingress_routes_each_host_to_its_service(helm: str) -> None:
         routed[rule["host"]] = backend["name"]
     assert routed == {f"{name}.bookshop.example": name for name in SERVICES}
     assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def callers_of(service: str) -> set[str]:
+    """The services whose config.yml names ``service`` among its dependencies."""
+    found = set()
+    for caller in SERVICES:
+        config = yaml.safe_load((service_dir(caller) / "config.yml").read_text(encoding="utf-8"))
+        if service in (config.get("dependencies") or {}):
+            found.add(caller)
+    return found
+
+
+def admits(peer: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy peer admits a pod with ``labels`` in the policy's own namespace
+    (a namespaceSelector or an ipBlock names somewhere else)."""
+    if set(peer) != {"podSelector"}:
+        return False
+    assert "matchExpressions" not in peer["podSelector"]
+    matching: dict[str, str] = peer["podSelector"].get("matchLabels", {})
+    return matching.items() <= labels.items()
+
+
+def test_network_policies_admit_only_the_callers_the_test_pod_and_prometheus(helm: str) -> None:
+    objects = tuple(template(helm, "--set", "networkPolicy.enabled=true"))
+    policies = of_kind(objects, "NetworkPolicy")
+    deployments = of_kind(objects, "Deployment")
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+    (test_pod,) = of_kind(objects, "Pod").values()
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert defaults["networkPolicy"]["enabled"] is False, "off by default"
+    prometheus = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": "kps"}
+
+    assert {name: callers_of(name) for name in SERVICES} == {
+        "books": {"shop", "chat"},
+        "shop": set(),
+        "chat": {"shop"},
+    }
+    assert set(policies) == set(SERVICES)
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        assert spec["podSelector"] == deployments[name]["spec"]["selector"], name
+        assert spec["policyTypes"] == ["Ingress"]
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        peers = []
+        for rule in spec["ingress"]:
+            assert rule["from"], "a rule without peers admits every pod"
+            assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+            assert "http" in {port["name"] for port in container["ports"]}
+            peers += rule["from"]
+        admitted = {
+            other for other, labels in pods.items() if any(admits(p, labels) for p in peers)
+        }
+        assert admitted == callers_of(name), name
+        assert any(admits(peer, test_pod["metadata"]["labels"]) for peer in peers), "helm test"
+        assert any(admits(peer, prometheus) for peer in peers), "the namespace's Prometheus"
+        elsewhere = {**pods[name], "app.kubernetes.io/instance": "another-release"}
+        assert not any(admits(peer, elsewhere) for peer in peers), name
+        assert not any(admits(peer, {"app": "anything"}) for peer in peers), name
+
+
+def test_network_policies_admit_the_given_peers_and_never_everyone(
+    helm: str, tmp_path: Path
+) -> None:
+    objects = _rendered(helm, "full", KUBE_VERSIONS[-1])
+    given = yaml.safe_load(FULL_VALUES.read_text(encoding="utf-8"))["networkPolicy"]
+    policies = of_kind(objects, "NetworkPolicy")
+    for name, policy in policies.items():
+        rules = policy["spec"]["ingress"]
+        others = [
+            rule["from"] for rule in rules if any(set(p) != {"podSelector"} for p in rule["from"])
+        ]
+        assert others == [given["metricsFrom"], given["extraFrom"]], name
+    # shop: no caller among the services, and no helm test pod in these values
+    assert len(policies["shop"]["spec"]["ingress"]) == 2
+
+    closed = template(
+        helm,
+        "--set",
+        "networkPolicy.enabled=true,tests.enabled=false",
+        "--set-json",
+        "networkPolicy.metricsFrom=[]",
+    )
+    shop = of_kind(tuple(closed), "NetworkPolicy")["shop"]
+    assert shop["spec"]["ingress"] == [], "admits nothing (a rule without peers would admit all)"
+    for kube in KUBE_VERSIONS:
+        kubernetes_validate.validate(shop, kube, strict=True)
 
 
 def test_helm_test_pod_asks_each_services_readiness(objects: tuple[dict[str, Any], ...]) -> None:

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from deploy_support import CONTAINER_PORT, HOST_PORTS, PROMETHEUS_DIR, ROOT, SERVICES, require
+from deploy_support import (
+    CONTAINER_PORT,
+    HOST_PORTS,
+    PROMETHEUS_DIR,
+    ROOT,
+    SERVICES,
+    host_ports,
+    require,
+)
 
 from chassis import metrics
 
@@ -68,7 +76,7 @@ def test_scrape_jobs_are_the_services_at_their_container_port(compose: dict[str,
         assert static["targets"] == [f"{name}:{CONTAINER_PORT}"]
         assert job.get("metrics_path", "/metrics") == "/metrics"
         assert name in compose["services"], "a target Prometheus can resolve in compose"
-        assert compose["services"][name]["ports"] == [f"{HOST_PORTS[name]}:{CONTAINER_PORT}"]
+        assert host_ports(compose["services"][name]) == [(HOST_PORTS[name], CONTAINER_PORT)]
 
 
 def test_targets_file_holds_the_design_ports() -> None:

@@ -58,6 +58,12 @@ app.kubernetes.io/name: {{ .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
+{{/* Selector labels of the `helm test` pod (the NetworkPolicies admit it). */}}
+{{- define "bookshop.testSelectorLabels" -}}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{/* Labels of one service's objects; argument: dict "root" $ "name" "books". */}}
 {{- define "bookshop.labels" -}}
 {{ include "bookshop.selectorLabels" . }}
