@@ -25,6 +25,7 @@ from books.seed import seed_catalog
 from books.settings import SERVICE_DIR
 from chassis import migrations
 from chassis.testing import ServiceProcess, clean_environment
+from chassis.testing.browser import INJECT_INLINE_SCRIPT, RECORD_CSP_VIOLATIONS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -34,19 +35,6 @@ TIMEOUT_MS = 10_000
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer"}
 RECOMPUTED = {"content-length", "content-encoding"}
 DUNE = {"id": 1, "isbn": "9780441172719", "title": "Dune", "author": "Frank Herbert"}
-# Before any script of the page runs: every Content-Security-Policy violation it reports.
-RECORD_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.cspViolations.push(`${event.effectiveDirective} ${event.blockedURI}`);
-});
-"""
-INJECT_INLINE_SCRIPT = """() => {
-  const script = document.createElement("script");
-  script.textContent = "window.injected = true";
-  document.body.append(script);
-  return window.injected === true;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +110,7 @@ def proxy(books_process: ServiceProcess) -> Iterator[ReverseProxy]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(RECORD_VIOLATIONS)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     yield page

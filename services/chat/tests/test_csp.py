@@ -11,24 +11,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from chassis.testing.browser import INJECT_INLINE_SCRIPT, RECORD_CSP_VIOLATIONS
 from chat.settings import SERVICE_DIR
 
 WEB = SERVICE_DIR / "web"
 TIMEOUT_MS = 10_000
-# Before any script of the page runs: every violation the page reports (the event fires even
-# for what a script catches, and the console may not say all).
-RECORD_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.cspViolations.push(`${event.effectiveDirective} ${event.blockedURI}`);
-});
-"""
-INJECT_INLINE_SCRIPT = """() => {
-  const script = document.createElement("script");
-  script.textContent = "window.injected = true";
-  document.body.append(script);
-  return window.injected === true;
-}"""
 
 
 def policy(header: str) -> dict[str, list[str]]:
@@ -88,7 +75,7 @@ def test_in_a_browser_the_page_breaks_no_rule_and_inline_script_is_refused(
     from playwright.sync_api import expect
 
     context = browser.new_context()
-    context.add_init_script(RECORD_VIOLATIONS)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     console: list[str] = []

@@ -46,6 +46,24 @@ class BrowserUnavailable(RuntimeError):
     """No browser can run here: Playwright or Chromium is missing, or Chromium did not start."""
 
 
+# Scripts for Content-Security-Policy checks. RECORD_CSP_VIOLATIONS goes to
+# ``context.add_init_script`` (it runs before any script of the page) and collects every
+# violation the page reports in ``window.cspViolations``; INJECT_INLINE_SCRIPT is for
+# ``page.evaluate`` and answers whether an inline script a page adds would run.
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.effectiveDirective} ${event.blockedURI}`);
+});
+"""
+INJECT_INLINE_SCRIPT = """() => {
+  const script = document.createElement("script");
+  script.textContent = "window.injected = true";
+  document.body.append(script);
+  return window.injected === true;
+}"""
+
+
 @contextmanager
 def launch_chromium(
     executable: Path = CHROMIUM, *, args: Sequence[str] = CHROMIUM_ARGS
