@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, pool, text
@@ -12,20 +14,10 @@ from starlette.testclient import TestClient
 
 from chassis.testing import MetricsSnapshot
 
+sys.path.insert(0, str(Path(__file__).parent))
+from books_down import FAST_BREAKER, post
+
 MakeClient = Callable[..., TestClient]
-# Small breaker settings: two failed calls open it (design §7 defaults need ten).
-FAST_BREAKER = {
-    "DEPENDENCIES__BOOKS__BREAKER__MINIMUM_CALLS": "2",
-    "DEPENDENCIES__BOOKS__BREAKER__WINDOW_SIZE": "4",
-    "DEPENDENCIES__BOOKS__RETRY__BASE_SECONDS": "0.01",
-}
-
-
-def post(client: TestClient, room: str, text: str = "hello") -> dict[str, Any]:
-    response = client.post(f"/rooms/{room}/messages", json={"author": "ann", "text": text})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def breaker_calls(metrics: MetricsSnapshot, outcome: str) -> float:

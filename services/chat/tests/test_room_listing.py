@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import math
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from chassis.testing import MetricsSnapshot
+
+sys.path.insert(0, str(Path(__file__).parent))
+from books_down import FAST_BREAKER, post
 
 MakeClient = Callable[..., TestClient]
 NOBODY = {"count": 0, "names": []}
@@ -24,19 +29,6 @@ BOOK_TITLES = {
     "book-4": "Book 4: Foundation",
     "book-5": "Book 5: Neuromancer",
 }
-# Two failed calls open the breaker (design §7 defaults need ten); no waiting between retries.
-FAST_BREAKER = {
-    "DEPENDENCIES__BOOKS__BREAKER__MINIMUM_CALLS": "2",
-    "DEPENDENCIES__BOOKS__BREAKER__WINDOW_SIZE": "4",
-    "DEPENDENCIES__BOOKS__RETRY__BASE_SECONDS": "0.01",
-}
-
-
-def post(client: TestClient, room: str, text: str = "hello") -> dict[str, Any]:
-    response = client.post(f"/rooms/{room}/messages", json={"author": "ann", "text": text})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def listing(client: TestClient, **params: Any) -> dict[str, Any]:
