@@ -6,7 +6,9 @@ Each contender is ONE server process on 127.0.0.1 (a free port), serving the sam
 ``wrk -t1 -c16 -d${BENCH_SECONDS:-10}s --latency`` on ``GET /books/1``, then stopped; the table
 shows requests/s, p50/p99 latency and the ratios. Also printed: the RSS of a books process after
 10,000 requests, milliseconds from process start to the first 200 from /health/ready (median of
-3 starts), and the spans that reached the in-bench OTLP receiver.
+3 starts), and the spans that reached the in-bench OTLP receiver. ``books-unguarded`` is books
+on uvicorn's plain httptools protocol, without the connection guard (chassis.http_guard): the
+pair shows what the guard costs.
 
 Prerequisite: ``wrk`` (Debian: ``apt-get install wrk``). Figures, never a pass/fail gate.
 
@@ -50,6 +52,14 @@ STARTS = 3
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
+# `books serve`, but on uvicorn's plain httptools protocol instead of the guarded one.
+UNGUARDED_BOOKS = (
+    "import sys, chassis.server; "
+    "from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol; "
+    "chassis.server.guarded_protocol = lambda http: HttpToolsProtocol; "
+    "from books.cli import cli; sys.exit(cli.main(sys.argv[1:]))"
+)
+
 _live: set[subprocess.Popen[bytes]] = set()
 
 
@@ -76,11 +86,19 @@ class Result:
 def contenders(chassis_env: dict[str, str]) -> list[Contender]:
     uvicorn = [str(BIN / "python"), "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "--factory"]
     quiet = ["--no-access-log", "--log-level", "warning", "--host", HOST, "--port", "{port}"]
+    serve = ["serve", "--host", HOST, "--port", "{port}"]
     found = [
         Contender(
             "books",
             "books: full chassis (uvicorn)",
-            [str(BIN / "books"), "serve", "--host", HOST, "--port", "{port}"],
+            [str(BIN / "books"), *serve],
+            ready_path=READY,
+            env=chassis_env,
+        ),
+        Contender(
+            "books-unguarded",
+            "books without the connection guard",
+            [str(BIN / "python"), "-c", UNGUARDED_BOOKS, *serve],
             ready_path=READY,
             env=chassis_env,
         ),
@@ -453,6 +471,7 @@ def print_report(
     print()
     if books:
         for key, name in (
+            ("books-unguarded", "books without the connection guard"),
             ("connexion-flask", "connexion FlaskApp"),
             ("flask-uvicorn", "bare Flask on uvicorn"),
             ("flask-granian", "bare Flask on granian"),

@@ -52,6 +52,12 @@ class HttpSection(Section):
     validate_responses: bool = False
     # Worker threads for plain `def` handlers; default: database.pool_size.
     handler_threads: int | None = Field(default=None, ge=1, le=512)
+    # The connection guard (chassis.http_guard): limits a client cannot talk its way past.
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class LoggingSection(Section):

@@ -4,6 +4,9 @@ On the first SIGTERM/SIGINT readiness turns 503 at once; after ``shutdown.drain_
 for a load balancer to stop routing here) the listener closes, requests in flight get up to
 ``shutdown.grace_seconds`` to finish, then telemetry is flushed and the process exits 0.
 A second signal skips the drain; a third stops at once.
+
+Connections are served by uvicorn's httptools protocol under the connection guard
+(:mod:`chassis.http_guard`): head size limits, head and body timeouts, a connection cap.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from types import FrameType
 
 import uvicorn
 
+from chassis.http_guard import guarded_protocol
 from chassis.logging import get_logger
 from chassis.service import Service
 
@@ -86,6 +90,7 @@ def serve(service: Service, *, host: str | None = None, port: int | None = None)
         service,
         host=host or settings.http.host,
         port=settings.http.port if port is None else port,
+        http=guarded_protocol(settings.http),
         lifespan="on",
         log_config=None,
         access_log=False,

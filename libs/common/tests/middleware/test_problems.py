@@ -7,6 +7,7 @@ from connexion.exceptions import BadRequestProblem, ProblemException
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -135,6 +136,18 @@ def test_an_unexpected_exception_is_a_500_without_internals(recorder: SpanRecord
     (logged,) = [event for event in events if event["log_level"] == "error"]
     assert logged["event"] == "unhandled error"
     assert logged["exc_info"] is error
+
+
+def test_a_client_gone_mid_body_is_a_499_logged_without_a_trace(recorder: SpanRecorder) -> None:
+    with capture_logs() as events:
+        response = answer(ClientDisconnect(), recorder)
+
+    assert response.status_code == 499
+    assert response.json()["title"] == "Client Closed Request"
+    assert [event["log_level"] for event in events] == ["info"]
+    assert "exc_info" not in events[0]
+    (span,) = recorder.spans()
+    assert span.events == ()
 
 
 def test_a_lost_database_connection_an_async_handler_met_is_a_503_without_internals() -> None:
