@@ -10,6 +10,10 @@ BOOKS_PORT ?= 8001
 DATABASE_URL ?= sqlite:///$(CURDIR)/.dev/books.db
 SERVICE ?= books
 FAULT ?=
+SCOPE ?= catalog:write
+AUDIENCE ?= books
+TOKEN_SECONDS ?= 3600
+STACK ?= dev
 LOAD_USERS ?= 20
 LOAD_SECONDS ?= 60
 COMPOSE := docker compose -f deploy/compose/compose.yaml
@@ -29,7 +33,7 @@ Engine with Compose v2 ('docker compose version' failed here); without Docker: m
 exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt check test bench books dev break heal e2e load up down logs ps helm
+.PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,8 +68,20 @@ bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a
 books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_URL is set)
 	$(REQUIRE_UV)
 	mkdir -p .dev
-	export DATABASE_URL='$(DATABASE_URL)' && uv run books migrate && uv run books seed \
-		&& uv run books serve --port $(BOOKS_PORT)
+	uv run python -m chassis.dev_issuer keys .dev/auth >/dev/null
+	export DATABASE_URL='$(DATABASE_URL)' AUTH__PUBLIC_KEY_FILE=.dev/auth/issuer.pub \
+		&& uv run books migrate && uv run books seed && uv run books serve --port $(BOOKS_PORT)
+
+token: ## Print a token for books' writes: SCOPE=catalog:write (or stock:reserve); STACK=compose for make up
+ifeq ($(STACK),compose)
+	$(REQUIRE_COMPOSE)
+	@$(COMPOSE) run --rm --no-deps -T auth-init python -m chassis.dev_issuer mint /run/auth \
+		--scope '$(SCOPE)' --audience '$(AUDIENCE)' --ttl $(TOKEN_SECONDS)
+else
+	$(REQUIRE_UV)
+	@uv run python -m chassis.dev_issuer mint "$${DEV_DIR:-.dev}/auth" --scope '$(SCOPE)' \
+		--audience '$(AUDIENCE)' --ttl $(TOKEN_SECONDS)
+endif
 
 dev: ## Run books, shop, chat (+ Prometheus) locally on :8001-8003 (BOOKS_PORT=... etc.; DATABASE_URL=postgresql://... optional)
 	$(REQUIRE_UV)

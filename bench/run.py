@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from otlp_sink import OtlpSink
 
+from chassis.dev_issuer import DevIssuer
+
 HOST = "127.0.0.1"
 PATH = "/books/1"
 READY = "/health/ready"
@@ -326,8 +328,10 @@ def base_env(directory: Path) -> dict[str, str]:
 
 
 def books_env(sink: OtlpSink) -> dict[str, str]:
-    """The whole chassis on: every request traced and exported, counted and logged as JSON."""
+    """The whole chassis on: every request traced and exported, counted and logged as JSON;
+    books' writes secured (the bench only reads, but books needs its issuer's key to start)."""
     return {
+        "AUTH__PUBLIC_KEY": DevIssuer.generate().public_pem(),
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
         "OTEL_TRACES_SAMPLER": "always_on",

@@ -4,6 +4,9 @@ Needs no Docker. It runs, on this machine:
 
 - a throwaway PostgreSQL cluster from the local binaries (chassis.testing), one database per
   service, as the compose init script makes;
+- the dev issuer as compose's ``auth-init`` runs it (``python -m chassis.dev_issuer keys``, then
+  ``mint`` shop's and locust's tokens for books): books gets its public key, shop and locust
+  their tokens;
 - the three services exactly as their images start them (``<service> migrate``, ``books seed``,
   ``<service> serve`` with ENVIRONMENT=production), exporting spans over OTLP/HTTP to a local
   sink that stands in for Jaeger;
@@ -52,6 +55,7 @@ SERVICES = ("books", "shop", "chat")
 BIN = Path(sys.executable).parent
 SCRAPE_INTERVAL = "5s"
 READY_TIMEOUT = 60.0
+TOKEN_SECONDS = 7 * 24 * 3600  # as compose's auth-init mints them
 
 
 @dataclass
@@ -119,17 +123,43 @@ def postgres_pss_kib(postmaster: int) -> int:
     return total
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> int:
-    """Runs a one-shot command; returns its peak RSS in KiB (rusage of the waited child)."""
-    process = subprocess.Popen(  # noqa: S603 - our own console scripts
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
+def run_measured(command: list[str], env: dict[str, str], stdout: Path | None = None) -> int:
+    """Runs a one-shot command (its output into ``stdout`` when given); returns its peak RSS in
+    KiB (rusage of the waited child)."""
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(stdout.open("wb")) if stdout else subprocess.DEVNULL
+        process = subprocess.Popen(  # noqa: S603 - our own console scripts
+            command, env=env, stdout=output, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         stderr = process.stderr.read().decode() if process.stderr else ""
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {stderr[-2000:]}")
     return int(usage.ru_maxrss)
+
+
+def credentials(
+    directory: Path, env: dict[str, str], one_shots: dict[str, int]
+) -> dict[str, dict[str, str]]:
+    """What compose's auth-init makes, made the way it does (peak RSS in ``one_shots``): the
+    variables that give books the issuer's public key, shop and locust their tokens for books."""
+    issuer = [sys.executable, "-m", "chassis.dev_issuer"]
+    one_shots["auth-init keys"] = run_measured([*issuer, "keys", str(directory)], env)
+    tokens = {}
+    for subject, scope in [("shop", "stock:reserve"), ("locust", "catalog:write")]:
+        tokens[subject] = directory / f"{subject}-books.jwt"
+        claims = ["--audience", "books", "--scope", scope, "--subject", subject]
+        one_shots[f"auth-init mint {subject}"] = run_measured(
+            [*issuer, "mint", str(directory), *claims, "--ttl", str(TOKEN_SECONDS)],
+            env,
+            stdout=tokens[subject],
+        )
+    return {
+        "books": {"AUTH__PUBLIC_KEY_FILE": str(directory / "issuer.pub")},
+        "shop": {"DEPENDENCIES__BOOKS__TOKEN_FILE": str(tokens["shop"])},
+        "locust": {"LOAD_BOOKS_TOKEN_FILE": str(tokens["locust"])},
+    }
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -248,12 +278,17 @@ def traffic(ports: dict[str, int], seconds: float, clients: int) -> dict[str, in
 
 
 def locust_traffic(
-    ports: dict[str, int], seconds: float, clients: int, samples: dict[str, Sample]
+    ports: dict[str, int],
+    seconds: float,
+    clients: int,
+    samples: dict[str, Sample],
+    auth: dict[str, str],
 ) -> dict[str, int]:
     """Runs the project's locustfile with its web UI; its process is sampled like the others."""
     environ = {
         **os.environ,
         **{f"LOAD_{name.upper()}_URL": f"http://{HOST}:{port}" for name, port in ports.items()},
+        **auth,  # its catalog:write token, as compose gives it
     }
     process = subprocess.Popen(  # noqa: S603 - the workspace's locust
         [
@@ -302,10 +337,12 @@ def main() -> int:
             "DEPENDENCIES__BOOKS__BASE_URL": f"http://{HOST}:{ports['books']}",
             "DEPENDENCIES__CHAT__BASE_URL": f"http://{HOST}:{ports['chat']}",
         }
+        auth = credentials(Path(scratch) / "auth", base, migrate_kib)
         envs = {}
         for name in SERVICES:
             envs[name] = {
                 **base,
+                **auth.get(name, {}),
                 "OTEL_SERVICE_NAME": name,
                 "DATABASE_URL": server.create_database(name),
             }
@@ -363,7 +400,9 @@ def main() -> int:
             thread.start()
             started = time.monotonic()
             if (BIN / "locust").exists() and LOCUSTFILE.exists():
-                counts = locust_traffic(ports, arguments.seconds, arguments.clients, samples)
+                counts = locust_traffic(
+                    ports, arguments.seconds, arguments.clients, samples, auth["locust"]
+                )
             else:
                 counts = traffic(ports, arguments.seconds, arguments.clients)
             elapsed = time.monotonic() - started

@@ -15,6 +15,10 @@ fault-injection token is FAULTS__TOKEN, or DEV_FAULTS_TOKEN below. Ports come fr
 observability/prometheus/targets.yml (design §8: 8001-8003, the same host ports as compose);
 BOOKS_PORT, SHOP_PORT, CHAT_PORT and PROMETHEUS_PORT override them, for `start` and for
 `break`/`heal` alike.
+
+Tokens: the stack's issuer keeps its key pair in .dev/auth/ (made once, chassis.dev_issuer).
+books trusts its public key; shop gets a token for books' reservations, minted at every start;
+`make token SCOPE=catalog:write` prints one for a person.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 PROCFILE = Path(__file__).with_name("Procfile")
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
 SERVICES = ("books", "shop", "chat")
+# shop's token for books, minted at each start: valid longer than any dev session runs.
+SHOP_TOKEN_SECONDS = 7 * 24 * 3600
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"  # noqa: S105 - the published dev default
 PROMETHEUS_PORT = 9090
 PROMETHEUS_INTERVAL = "2s"
@@ -123,6 +129,7 @@ def start() -> int:
     except ValueError as exc:
         return fail(str(exc))
     env = stack_environment(ports, databases, prometheus_at)
+    env.update(credentials(DEV_DIR / "auth"))
     os.environ.update(env)
     if not prepare_databases(databases):
         return 1
@@ -305,6 +312,28 @@ def stack_environment(
     return env
 
 
+def credentials(directory: Path) -> dict[str, str]:
+    """books' trusted key and shop's credential for books (the Procfile hands them out)."""
+    from chassis.dev_issuer import PUBLIC_KEY, DevIssuer
+
+    issuer = DevIssuer.in_directory(directory)
+    shop_token = directory / "shop-books.jwt"
+    shop_token.write_text(
+        issuer.mint(
+            audience="books",
+            scopes=["stock:reserve"],
+            subject="shop",
+            ttl_seconds=SHOP_TOKEN_SECONDS,
+        ),
+        encoding="ascii",
+    )
+    shop_token.chmod(0o600)
+    return {
+        "AUTH_PUBLIC_KEY_FILE": str(directory / PUBLIC_KEY),
+        "SHOP_BOOKS_TOKEN_FILE": str(shop_token),
+    }
+
+
 def prepare_databases(databases: Mapping[str, str]) -> bool:
     """``<service> migrate`` then ``<service> seed``, the three services side by side."""
     for command in ("migrate", "seed"):
@@ -381,6 +410,8 @@ def print_banner(
         f"  prometheus  {prometheus}",
         f"  traces      {traces}",
         "  health      /health/live, /health/ready, /metrics and /info on every service",
+        "  writes      books' changes need a token: make token SCOPE=catalog:write "
+        "(paste it in /ui/'s Authorize)",
         f"  faults      token {shown_token()} (FAULTS__TOKEN overrides it):",
         "              make break SERVICE=books [FAULT='{\"error_rate\": 0.5}'], "
         "make heal SERVICE=books",

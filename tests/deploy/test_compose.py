@@ -3,13 +3,17 @@
 The consistency tests load each service's settings exactly as the container would (its
 config.yml, the production profile the image selects, the compose environment) so that a
 variable the settings model does not read, a bad value or a wrong port fails here, not in a
-`make up` nobody could run on this machine.
+`make up` nobody could run on this machine. The one-shot `auth-init` is run here too, its named
+volumes directories in a temporary place, so that the files books and shop read are the ones it
+really writes, and the files each service could see are known.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
+import jwt
 import pytest
 import yaml
 from deploy_support import (
@@ -36,7 +41,9 @@ from deploy_support import (
 )
 from pydantic import BaseModel
 
+from chassis.auth import Forbidden, TokenVerifier
 from chassis.config import ALIASES, FILE_SUFFIX, NESTING, PROFILE_VARIABLE, load_settings
+from chassis.dev_issuer import PRIVATE_KEY, PUBLIC_KEY
 from chassis.endpoints import READY
 from chassis.info import COMMIT_VARIABLE
 
@@ -65,6 +72,12 @@ OTEL_VARIABLES = {
 MEBIBYTE = 1024 * 1024
 STACK_MEMORY_BUDGET = 1536 * MEBIBYTE  # Docker's "1.5g"
 _UNITS = {"b": 1, "k": 1024, "m": MEBIBYTE, "g": 1024 * MEBIBYTE}
+AUTH_INIT = "auth-init"
+# What books and shop read from the `auth` volume, mounted read-only at /run/auth.
+AUTH_DIR = "/run/auth"
+SHOP_TOKEN = "shop-books.jwt"
+LOCUST_TOKEN = "locust-books.jwt"
+TOKEN_SECONDS = 7 * 24 * 3600
 
 
 def settings_class(service: str) -> type[Any]:
@@ -126,6 +139,104 @@ def memory_bytes(limit: str | int) -> int:
     return int(text)
 
 
+def one_shots(compose: dict[str, Any]) -> list[str]:
+    """The services that run once and exit (migrations, auth-init)."""
+    return [name for name, service in compose["services"].items() if service.get("restart") == "no"]
+
+
+def starts_after_completion(compose: dict[str, Any], later: str, earlier: str) -> bool:
+    """Whether Compose starts ``later`` only once ``earlier`` has exited successfully: a chain
+    of depends_on from ``later`` whose last link waits for ``earlier`` to complete."""
+    seen, pending = {later}, [later]
+    while pending:
+        depends_on = compose["services"][pending.pop()].get("depends_on", {})
+        if isinstance(depends_on, list):  # short syntax: service_started
+            depends_on = {name: {"condition": "service_started"} for name in depends_on}
+        for dependency, how in depends_on.items():
+            if dependency == earlier and how["condition"] == "service_completed_successfully":
+                return True
+            if dependency not in seen:
+                seen.add(dependency)
+                pending.append(dependency)
+    return False
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(source, target, read-only) of each of ``service``'s volumes, short or long syntax."""
+    found = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, dict):
+            source, target = str(entry.get("source", "")), str(entry["target"])
+            found.append((source, target, bool(entry.get("read_only", False))))
+            continue
+        parts = str(entry).split(":")
+        if len(parts) == 1:  # an anonymous volume
+            parts = ["", *parts]
+        options = parts[2].split(",") if len(parts) > 2 else []
+        found.append((parts[0], parts[1], "ro" in options))
+    return found
+
+
+def named_mounts(compose: dict[str, Any], service: str) -> list[tuple[str, str, bool]]:
+    """The mounts of the stack's named volumes (not bind mounts) in ``service``."""
+    named = set(compose.get("volumes") or {})
+    return [mount for mount in mounts(compose["services"][service]) if mount[0] in named]
+
+
+def run_auth_init(compose: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Runs auth-init's command on this machine, each named volume it mounts a directory under
+    ``root`` put where the container has it (nested mounts included): volume -> directory."""
+    service = compose["services"][AUTH_INIT]
+    volumes = {source: root / source for source, _, _ in named_mounts(compose, AUTH_INIT)}
+    for directory in volumes.values():
+        directory.mkdir(parents=True, exist_ok=True)
+    place = {target: volumes[source] for source, target, _ in named_mounts(compose, AUTH_INIT)}
+    # the deepest mount point first: /run/auth/shared is another volume than /run/auth
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(place, key=len, reverse=True)))
+    shell, flag, script = service["command"]
+    assert (shell, flag) == ("sh", "-c")
+    result = subprocess.run(
+        ["sh", "-c", pattern.sub(lambda match: str(place[match.group(0)]), script)],
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},  # the image's python
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return volumes
+
+
+def visible_files(
+    compose: dict[str, Any], service: str, volumes: dict[str, Path]
+) -> dict[str, Path]:
+    """The files of the named volumes ``service`` mounts: path in the container -> file here."""
+    files = {}
+    for source, target, _ in named_mounts(compose, service):
+        for path in volumes.get(source, Path("/nonexistent")).rglob("*"):
+            if path.is_file():
+                files[f"{target}/{path.relative_to(volumes[source]).as_posix()}"] = path
+    return files
+
+
+def container_environment(
+    compose: dict[str, Any], service: str, volumes: dict[str, Path]
+) -> dict[str, str]:
+    """The image's ENV and the service's environment, every *_FILE variable that names a file
+    of a mounted named volume pointed at that file here."""
+    files = visible_files(compose, service, volumes)
+    environ = {**image_environment(), **compose["services"][service].get("environment", {})}
+    return {key: str(files.get(str(value), value)) for key, value in environ.items()}
+
+
+@pytest.fixture(scope="module")
+def auth_volumes(
+    compose: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The named volumes as auth-init leaves them."""
+    return run_auth_init(compose, tmp_path_factory.mktemp("volumes"))
+
+
 # -- the file itself ------------------------------------------------------------------------------
 
 
@@ -172,10 +283,36 @@ def test_docker_compose_accepts_the_file() -> None:
 def test_every_service_has_a_memory_limit_and_the_stack_fits_in_1_5_gib(
     compose: dict[str, Any],
 ) -> None:
+    """Every long-running container at its limit, plus the heaviest set of one-shots that can
+    run side by side (none of them started only once another has completed)."""
     limits = {name: service.get("mem_limit") for name, service in compose["services"].items()}
     assert all(limits.values()), f"without mem_limit: {[n for n, v in limits.items() if not v]}"
-    total = sum(memory_bytes(limit) for limit in limits.values())
-    assert total <= STACK_MEMORY_BUDGET, f"{total / MEBIBYTE:.0f} MiB: {limits}"
+    size = {name: memory_bytes(limit) for name, limit in limits.items()}
+    once = one_shots(compose)
+    steady = sum(size[name] for name in size if name not in once)
+    overlapping = [
+        group
+        for count in range(1, len(once) + 1)
+        for group in itertools.combinations(once, count)
+        if not any(
+            starts_after_completion(compose, a, b) or starts_after_completion(compose, b, a)
+            for a, b in itertools.combinations(group, 2)
+        )
+    ]
+    heaviest = max(overlapping, key=lambda group: sum(size[name] for name in group))
+    total = steady + sum(size[name] for name in heaviest)
+    assert total <= STACK_MEMORY_BUDGET, f"{total / MEBIBYTE:.0f} MiB: {heaviest}, {limits}"
+
+
+def test_one_shots_that_run_in_turn_are_told_apart(compose: dict[str, Any]) -> None:
+    """The memory test counts together only one-shots that can overlap: the order is real."""
+    assert set(one_shots(compose)) == {AUTH_INIT, *(f"{name}-migrate" for name in SERVICES)}
+    assert starts_after_completion(compose, "books", "books-migrate")
+    assert starts_after_completion(compose, "locust", "books-migrate")  # through books
+    assert not starts_after_completion(compose, "books-migrate", "books")
+    assert not starts_after_completion(compose, "chat-migrate", "books-migrate")
+    for name in SERVICES:
+        assert starts_after_completion(compose, f"{name}-migrate", AUTH_INIT), name
 
 
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
@@ -242,10 +379,12 @@ def test_every_variable_set_for_a_service_is_one_its_settings_read(
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_settings_load_in_the_container_environment(compose: dict[str, Any], service: str) -> None:
-    """The settings the container builds: production profile, every value valid."""
-    environ = {**image_environment(), **app_services(compose)[service]["environment"]}
-    environ = {key: str(value) for key, value in environ.items()}
+def test_settings_load_in_the_container_environment(
+    compose: dict[str, Any], service: str, auth_volumes: dict[str, Path]
+) -> None:
+    """The settings the container builds: production profile, every value valid, the files it
+    reads those auth-init wrote."""
+    environ = container_environment(compose, service, auth_volumes)
     settings = load_settings(settings_class(service), service_dir(service), environ=environ)
     assert settings.environment == "production"
     assert settings.http.host == "0.0.0.0"
@@ -377,9 +516,10 @@ def test_locust_runs_the_load_tests_with_its_web_ui_under_the_load_profile(
     locustfile = locust["command"][locust["command"].index("-f") + 1]
     assert locustfile == f"{target}/locustfile.py"
     text = (ROOT / "tests" / "load" / "locustfile.py").read_text(encoding="utf-8")
-    for variable, url in locust["environment"].items():
+    for variable, value in locust["environment"].items():
         assert f'"{variable}"' in text, f"the locustfile does not read {variable}"
-        assert urlsplit(url).hostname in SERVICES
+        if variable.endswith("_URL"):
+            assert urlsplit(value).hostname in SERVICES
     # the image runs the locust version the workspace locks (uv.lock)
     lock = tomllib.loads((ROOT / "uv.lock").read_text(encoding="utf-8"))
     (locked,) = [p["version"] for p in lock["package"] if p["name"] == "locust"]
@@ -392,3 +532,174 @@ def test_interpolation_defaults_can_be_overridden(compose_raw: dict[str, Any]) -
         "another-token-123"
     )
     assert "dev-faults-token-not-a-secret" in interpolate(environment, {})["FAULTS__TOKEN"]
+
+
+# -- tokens: auth-init and what books, shop and locust read ---------------------------------------
+
+
+def test_auth_init_is_a_one_shot_of_the_books_image(compose: dict[str, Any]) -> None:
+    auth_init = compose["services"][AUTH_INIT]
+    assert auth_init["image"] == compose["services"]["books"]["image"], "the dev issuer is in it"
+    assert "build" not in auth_init, "built once, by books"
+    assert auth_init["restart"] == "no"
+    assert auth_init["healthcheck"] == {"disable": True}
+    assert "python -m chassis.dev_issuer keys " in auth_init["command"][2]
+    assert "python -m chassis.dev_issuer mint " in auth_init["command"][2]
+
+
+def test_auth_init_makes_the_key_pair_once_and_the_tokens_at_each_run(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    first = run_auth_init(compose, tmp_path)
+    (issuer,) = [d for d in first.values() if (d / PRIVATE_KEY).is_file()]
+    key = (issuer / PRIVATE_KEY).read_bytes()
+    books_files = visible_files(compose, "books", first)
+    shop_files = visible_files(compose, "shop", first)
+    public_file = compose["services"]["books"]["environment"]["AUTH__PUBLIC_KEY_FILE"]
+    token_file = compose["services"]["shop"]["environment"]["DEPENDENCIES__BOOKS__TOKEN_FILE"]
+    token = shop_files[token_file].read_text().strip()
+
+    again = run_auth_init(compose, tmp_path)  # the next `up`: same volumes
+    assert (issuer / PRIVATE_KEY).read_bytes() == key, "the key pair survives restarts"
+    assert shop_files[token_file].read_text().strip() != token, "a fresh token at each up"
+    assert books_files[public_file].read_text() == (issuer / PUBLIC_KEY).read_text()
+    assert visible_files(compose, "books", again) == books_files
+    for path in [issuer / PRIVATE_KEY, books_files[public_file], shop_files[token_file]]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name}: the image's user only"
+
+    locust_file = compose["services"]["locust"]["environment"]["LOAD_BOOKS_TOKEN_FILE"]
+    locust_token = visible_files(compose, "locust", again)[locust_file]
+    # the locust image runs as its own user, not the bookshop images' one
+    assert locust_token.stat().st_mode & 0o777 == 0o644
+    for path, subject, scope in [
+        (shop_files[token_file], "shop", "stock:reserve"),
+        (locust_token, "locust", "catalog:write"),
+    ]:
+        claims = jwt.decode(
+            path.read_text().strip(),
+            books_files[public_file].read_text(),
+            algorithms=["ES256"],
+            audience="books",
+            issuer="bookshop-dev",
+        )
+        assert (claims["sub"], claims["scope"]) == (subject, scope)
+        assert claims["exp"] - claims["iat"] == TOKEN_SECONDS
+
+
+def test_books_and_shop_read_the_auth_volume_read_only_once_auth_init_is_done(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["books"]["environment"]["AUTH__PUBLIC_KEY_FILE"] == f"{AUTH_DIR}/{PUBLIC_KEY}"
+    assert services["shop"]["environment"]["DEPENDENCIES__BOOKS__TOKEN_FILE"] == (
+        f"{AUTH_DIR}/{SHOP_TOKEN}"
+    )
+    for name in ("books", "shop"):
+        assert named_mounts(compose, name) == [("auth", AUTH_DIR, True)], name
+        assert services[name]["depends_on"][AUTH_INIT] == {
+            "condition": "service_completed_successfully"
+        }, name
+    locust = services["locust"]
+    assert locust["environment"]["LOAD_BOOKS_TOKEN_FILE"] == f"{AUTH_DIR}/{LOCUST_TOKEN}"
+    assert named_mounts(compose, "locust") == [("auth-load", AUTH_DIR, True)]
+    chat = services["chat"]
+    assert not named_mounts(compose, "chat"), "chat only reads books: no credential"
+    assert not {"AUTH__PUBLIC_KEY_FILE", "DEPENDENCIES__BOOKS__TOKEN_FILE"} & set(
+        chat["environment"]
+    )
+    assert AUTH_INIT not in chat["depends_on"]
+
+
+def test_only_auth_init_writes_the_auth_volumes_or_sees_the_private_key(
+    compose: dict[str, Any], auth_volumes: dict[str, Path]
+) -> None:
+    (issuer,) = [name for name, d in auth_volumes.items() if (d / PRIVATE_KEY).is_file()]
+    for name in compose["services"]:
+        if name == AUTH_INIT:
+            continue
+        for source, target, read_only in named_mounts(compose, name):
+            if source in auth_volumes:
+                assert source != issuer, f"{name} mounts the issuer's private key"
+                assert read_only, f"{name} mounts {source} at {target} writable"
+        seen = {Path(path).name for path in visible_files(compose, name, auth_volumes)}
+        assert PRIVATE_KEY not in seen, name
+        # each token where it is used: catalog:write is locust's alone; shop's shares a volume
+        # with books' key, and books is its audience anyway
+        assert SHOP_TOKEN not in seen or name in ("books", "shop"), name
+        assert LOCUST_TOKEN not in seen or name == "locust", name
+    assert f"{AUTH_DIR}/{PRIVATE_KEY}" in visible_files(compose, AUTH_INIT, auth_volumes)
+
+
+def test_shops_token_opens_books_reservations_and_nothing_else(
+    compose: dict[str, Any], auth_volumes: dict[str, Path]
+) -> None:
+    """books' settings (its key, its issuer and audience) accept the token shop's settings
+    present: for stock:reserve, never for catalog:write."""
+    settings = {
+        name: load_settings(
+            settings_class(name),
+            service_dir(name),
+            environ=container_environment(compose, name, auth_volumes),
+        )
+        for name in ("books", "shop")
+    }
+    verifier = TokenVerifier(settings["books"].auth, service_name=settings["books"].service.name)
+    credential = settings["shop"].dependencies["books"].token
+    assert credential is not None
+    authorization = f"Bearer {credential.get_secret_value()}"
+    assert verifier.verify(authorization, ["stock:reserve"])["sub"] == "shop"
+    with pytest.raises(Forbidden):
+        verifier.verify(authorization, ["catalog:write"])
+
+
+def _image_user() -> tuple[str, str]:
+    """(name, uid) of the user the image runs as (deploy/Dockerfile)."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    (uid,) = re.findall(r"^USER\s+(\d+):\d+\s*$", text, re.MULTILINE)
+    (name,) = re.findall(rf"useradd\s[^&]*--uid {uid}\s[^&]*?\s(\w+)\s*(?:&&|$)", text, re.M)
+    return name, uid
+
+
+def image_directories() -> dict[str, dict[str, str]]:
+    """The directories the runtime stage makes with `install -d`: path -> owner, group, mode."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    made: dict[str, dict[str, str]] = {}
+    for line in text.split(" AS runtime", 1)[1].splitlines():
+        if not line.startswith("RUN "):
+            continue
+        for command in line[4:].split("&&"):
+            words = shlex.split(command)
+            if words[:2] != ["install", "-d"]:
+                continue
+            options, paths, rest = {"-o": "root", "-g": "root", "-m": "0755"}, [], iter(words[2:])
+            for word in rest:
+                if word in options:
+                    options[word] = next(rest)
+                else:
+                    paths.append(word)
+            for path in paths:
+                made[path] = {"owner": options["-o"], "group": options["-g"], "mode": options["-m"]}
+    return made
+
+
+def test_the_image_user_owns_every_named_volume_its_containers_mount(
+    compose: dict[str, Any],
+) -> None:
+    """A fresh named volume takes the owner and mode of the image's directory it is first
+    mounted on: without one made for the image's (non-root) user it would be root's, and
+    auth-init could not write its keys."""
+    user, uid = _image_user()
+    made = image_directories()
+    checked = 0
+    for name, service in compose["services"].items():
+        if not service.get("image", "").startswith("bookshop-"):
+            continue
+        for source, target, _ in named_mounts(compose, name):
+            assert target in made, f"{name}: {target} ({source}) is not in the image"
+            assert made[target]["owner"] in (user, uid), f"{name}: {target}"
+            assert int(made[target]["mode"], 8) & 0o022 == 0, f"{name}: {target} writable by all"
+            checked += 1
+    assert checked >= 5  # auth-init's three, books' and shop's
+    auth_init = {source: target for source, target, _ in named_mounts(compose, AUTH_INIT)}
+    for volume in ("auth-issuer", "auth"):  # the private key; shop's token
+        assert made[auth_init[volume]]["mode"] == "0700", volume

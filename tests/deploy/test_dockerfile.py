@@ -196,6 +196,17 @@ def test_every_workspace_member_is_copied_for_the_dependency_layer() -> None:
         assert f"{member}/pyproject.toml {member}/" in copies, member
 
 
+def test_runtime_makes_the_auth_mount_points_for_its_user() -> None:
+    """compose's auth volumes take the owner and mode of these directories when first mounted
+    (deploy/compose/compose.yaml): the image's user's, only it may write them, and only it may
+    read the key pair and shop's token."""
+    runs = " ".join(RUNTIME.all("RUN"))
+    assert "install -d -o app -g app -m 0700 /run/auth /run/auth/shared" in runs
+    assert "install -d -o app -g app -m 0755 /run/auth/load" in runs  # locust's token
+    assert re.search(r"useradd .*--uid 10001 .* app\b", runs)
+    assert RUNTIME.all("USER") == ["10001:10001"]
+
+
 def test_healthcheck_probes_readiness_and_the_port_is_exposed() -> None:
     (healthcheck,) = RUNTIME.all("HEALTHCHECK")
     assert "/health/ready" in healthcheck
@@ -382,9 +393,11 @@ def test_image_holds_the_service_and_its_runtime_dependencies_only(
 def test_image_migrates_seeds_serves_and_passes_its_healthcheck(
     built: dict[str, Path], tmp_path: Path
 ) -> None:
-    """books from its image's virtualenv, started as the container would start it."""
+    """books from its image's virtualenv, started as the container would start it, with the
+    public key of the dev issuer the image holds (what compose's auth-init runs)."""
     venv = built["books"]
     port = free_port()
+    keys = tmp_path / "auth"
     environ = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         **{k: v for k, v in env_pairs(RUNTIME).items() if k != "PATH"},
@@ -393,8 +406,20 @@ def test_image_migrates_seeds_serves_and_passes_its_healthcheck(
         "HTTP__HOST": "127.0.0.1",  # the production profile listens on 0.0.0.0
         "HTTP__PORT": str(port),
         "OTEL_TRACES_EXPORTER": "none",
+        "AUTH__PUBLIC_KEY_FILE": str(keys / "issuer.pub"),  # books refuses to start without
     }
-    for command in ("books migrate", "books seed"):
+
+    def mint(scope: str) -> str:
+        command = ["python", "-m", "chassis.dev_issuer", "mint", str(keys), "--scope", scope]
+        result = subprocess.run(command, env=environ, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip()
+
+    for command in (
+        "python -m chassis.dev_issuer keys " + str(keys),
+        "books migrate",
+        "books seed",
+    ):
         result = subprocess.run(
             shlex.split(command), cwd=tmp_path, env=environ, capture_output=True, check=False
         )
@@ -421,6 +446,15 @@ def test_image_migrates_seeds_serves_and_passes_its_healthcheck(
         assert info["commit"] == "0123456789ab"
         assert info["environment"] == "production"
         assert httpx.get(f"http://127.0.0.1:{port}/books/1", timeout=5).status_code == 200
+        # A write: refused without a token and with the wrong scope; with catalog:write it
+        # gets as far as checking the (empty) book.
+        books = f"http://127.0.0.1:{port}/books"
+        for headers, status in [
+            ({}, 401),
+            ({"Authorization": f"Bearer {mint('stock:reserve')}"}, 403),
+            ({"Authorization": f"Bearer {mint('catalog:write')}"}, 400),
+        ]:
+            assert httpx.post(books, json={}, headers=headers, timeout=5).status_code == status
     finally:
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

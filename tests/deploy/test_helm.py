@@ -41,7 +41,9 @@ from test_compose import (
     settings_class,
 )
 
+from chassis.auth import TokenVerifier
 from chassis.config import load_settings
+from chassis.dev_issuer import DevIssuer
 from chassis.endpoints import LIVE, METRICS, READY
 from chassis.testing.plugin import running_in_ci
 
@@ -58,6 +60,22 @@ KUBE_VERSIONS = (OLDEST_KUBE, latest_version().rsplit(".", 1)[0])
 CUSTOM_KINDS = {"ServiceMonitor"}
 MEBIBYTE = 1024 * 1024
 _QUANTITY = {"Ki": 1024, "Mi": MEBIBYTE, "Gi": 1024 * MEBIBYTE, "": 1}
+# The auth Secret's keys, each mounted (under its own name) in the one service that reads it,
+# and the variable naming the file there.
+AUTH_FILES = {
+    "books": ("issuer.pub", "AUTH__PUBLIC_KEY_FILE"),
+    "shop": ("shop-books.jwt", "DEPENDENCIES__BOOKS__TOKEN_FILE"),
+}
+AUTH_VARIABLES = {"AUTH__PUBLIC_KEY_FILE", "AUTH__ISSUER", "DEPENDENCIES__BOOKS__TOKEN_FILE"}
+# What an existing auth Secret (one the chart does not render) holds in these tests: a real key
+# pair's public half and a token it signed for shop, so that books' settings verify shop's.
+STAND_IN_ISSUER = DevIssuer.generate()
+STAND_IN_AUTH = {
+    "issuer.pub": STAND_IN_ISSUER.public_pem(),
+    "shop-books.jwt": STAND_IN_ISSUER.mint(
+        audience="books", scopes=["stock:reserve"], subject="shop"
+    ),
+}
 
 
 # -- helm -----------------------------------------------------------------------------------------
@@ -135,6 +153,18 @@ def scenario(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def objects(helm: str, scenario: str) -> tuple[dict[str, Any], ...]:
     return _rendered(helm, scenario, KUBE_VERSIONS[-1])
+
+
+def _values(scenario: str) -> dict[str, Any]:
+    """The values of ``scenario``: the defaults, with ci/full-values.yaml's on top."""
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    if scenario == "full":
+        for key, value in yaml.safe_load(FULL_VALUES.read_text(encoding="utf-8")).items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+    return values
 
 
 def console_script(service: str) -> str:
@@ -225,6 +255,15 @@ def test_values_schema_is_a_valid_json_schema_that_accepts_the_defaults() -> Non
         (["--set-string", "books.resources.limits.memory=lots"], "memory"),
         (["--set-json", "networkPolicy.metricsFrom=[{}]"], "metricsFrom"),  # would admit all
         (["--set-json", 'networkPolicy.extraFrom=[{"ipBlock": {}}]'], "cidr"),
+        (["--set", "auth.existingSecret="], "existingSecret"),  # books could not start
+        (["--set", "auth.issuer="], "issuer"),
+        (["--set-string", "auth.publicKey=not-a-pem,auth.shopToken=a.b.c"], "publicKey"),
+        (["--set", "auth.shopToken=a.b.c"], "publicKey"),  # both or neither
+        (["--set-string", "auth.publicKey=-----BEGIN PUBLIC KEY-----"], "shopToken"),
+        (
+            ["--set-string", "auth.publicKey=-----BEGIN PUBLIC KEY-----,auth.shopToken=not-a-jwt"],
+            "shopToken",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else value[-1],
 )
@@ -324,7 +363,7 @@ def test_the_expected_objects_are_rendered(helm: str) -> None:
         "ServiceMonitor": names,
         "Ingress": {RELEASE},
         "NetworkPolicy": names,
-        "Secret": {f"{RELEASE}-database", f"{RELEASE}-faults"},
+        "Secret": {f"{RELEASE}-database", f"{RELEASE}-faults", f"{RELEASE}-auth"},
         "ServiceAccount": {"bookshop-runner"},
     }
 
@@ -427,6 +466,7 @@ def _mounted_files(
                 stand_in = f"postgresql://u:p@existing-{source['secret']['name']}:5432/db"
                 if item["path"] == "faults-token":
                     stand_in = "an-existing-token-from-a-secret"
+                stand_in = STAND_IN_AUTH.get(item["key"], stand_in)
                 value = secret["stringData"].get(item["key"], stand_in)
                 files[f"{mount['mountPath']}/{item['path']}"] = value
     return files
@@ -459,7 +499,21 @@ def test_settings_load_in_the_pod(
         assert settings.database.url.get_secret_value() == files[database]
         if container["name"] != service:  # migrate, seed
             assert environ["OTEL_SDK_DISABLED"] == "true"
+            assert not AUTH_VARIABLES & set(environ), "migrations verify and present no token"
             continue
+        if service == "books":
+            key_file = env_of(container)["AUTH__PUBLIC_KEY_FILE"]["value"]
+            assert settings.auth.public_key == files[key_file].strip()
+            assert settings.auth.issuer == _values(scenario)["auth"]["issuer"]
+            verifier = TokenVerifier(settings.auth, service_name=settings.service.name)
+            if scenario == "default":  # the dev issuer's iss, and books as the audience
+                token = STAND_IN_AUTH["shop-books.jwt"]
+                assert verifier.verify(f"Bearer {token}", ["stock:reserve"])["sub"] == "shop"
+        if service == "shop":
+            token_file = env_of(container)["DEPENDENCIES__BOOKS__TOKEN_FILE"]["value"]
+            books_token = settings.dependencies["books"].token
+            assert books_token is not None
+            assert books_token.get_secret_value() == files[token_file].strip()
         assert environ["OTEL_SERVICE_NAME"] == service
         assert f"k8s.namespace.name={NAMESPACE}" in environ["OTEL_RESOURCE_ATTRIBUTES"].split(",")
         if scenario == "default":
@@ -490,6 +544,11 @@ def test_secrets_the_chart_creates_are_what_the_pods_mount(helm: str) -> None:
     assert database == values["database"]["urls"], "books has a Secret of its own"
     faults = of_kind(objects, "Secret")[f"{RELEASE}-faults"]["stringData"]
     assert faults == {"token": values["faults"]["token"]}
+    auth = of_kind(objects, "Secret")[f"{RELEASE}-auth"]["stringData"]
+    assert auth == {
+        "issuer.pub": values["auth"]["publicKey"],
+        "shop-books.jwt": values["auth"]["shopToken"],
+    }
     sources = {}
     for name, deployment in _deployments(objects):
         (volume,) = [
@@ -501,14 +560,106 @@ def test_secrets_the_chart_creates_are_what_the_pods_mount(helm: str) -> None:
         ]
     faults_source = (f"{RELEASE}-faults", "token")
     assert sources == {
-        "books": [("books-db-app", "uri"), faults_source],  # books.database.existingSecret
-        "shop": [(f"{RELEASE}-database", "shop"), faults_source],
+        "books": [  # books.database.existingSecret; the chart's auth Secret, not auth's existing
+            ("books-db-app", "uri"),
+            faults_source,
+            (f"{RELEASE}-auth", "issuer.pub"),
+        ],
+        "shop": [
+            (f"{RELEASE}-database", "shop"),
+            faults_source,
+            (f"{RELEASE}-auth", "shop-books.jwt"),
+        ],
         "chat": [(f"{RELEASE}-database", "chat"), faults_source],
     }
     # no secret value anywhere else: not in any variable, annotation or label
     text = yaml.safe_dump([o for o in objects if o["kind"] != "Secret"])
-    for secret in [*values["database"]["urls"].values(), values["faults"]["token"]]:
+    secrets = [*values["database"]["urls"].values(), values["faults"]["token"]]
+    for secret in [*secrets, values["auth"]["shopToken"]]:
         assert secret not in text
+
+
+def _secret_sources(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = deployment["spec"]["template"]["spec"]
+    return [
+        source["secret"]
+        for volume in spec["volumes"]
+        for source in volume.get("projected", {}).get("sources", [])
+        if "secret" in source
+    ] + [volume["secret"] for volume in spec["volumes"] if "secret" in volume]
+
+
+def test_only_books_mounts_the_public_key_and_only_shop_its_token(
+    objects: tuple[dict[str, Any], ...], scenario: str
+) -> None:
+    """Each key of the auth Secret in the one service that reads it (an `items` entry, never
+    the whole Secret), named by that service's variable; chat gets neither."""
+    values = _values(scenario)
+    expected_secret = f"{RELEASE}-auth" if values["auth"]["publicKey"] else "bookshop-auth"
+    mounted_keys: dict[str, set[str]] = {}
+    for name, deployment in _deployments(objects):
+        sources = _secret_sources(deployment)
+        for source in sources:
+            assert source.get("items"), f"{name}: {source['name']} mounted whole"
+        keys = {
+            item["key"]
+            for source in sources
+            if source["name"] == expected_secret
+            for item in source["items"]
+        }
+        mounted_keys[name] = keys
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        if name not in AUTH_FILES:
+            assert not AUTH_VARIABLES & set(env), name
+            continue
+        key, variable = AUTH_FILES[name]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "secrets"]
+        (item,) = [
+            item
+            for source in sources
+            if source["name"] == expected_secret
+            for item in source["items"]
+        ]
+        assert item == {"key": key, "path": key}, name
+        assert env[variable]["value"] == f"{mount['mountPath']}/{item['path']}", name
+        assert not (AUTH_VARIABLES - {variable, "AUTH__ISSUER"}) & set(env), name
+    assert mounted_keys == {"books": {"issuer.pub"}, "shop": {"shop-books.jwt"}, "chat": set()}
+    (books,) = of_kind(objects, "Deployment")["books"]["spec"]["template"]["spec"]["containers"]
+    assert env_of(books)["AUTH__ISSUER"]["value"] == values["auth"]["issuer"]
+
+
+def test_the_chart_creates_the_auth_secret_only_when_given_the_key_and_token(
+    helm: str, tmp_path: Path
+) -> None:
+    def auth_state(*args: str) -> tuple[set[str], set[str]]:
+        objects = tuple(template(helm, *args))
+        secrets = {name for name in of_kind(objects, "Secret") if name.endswith("-auth")}
+        used = {
+            source["name"]
+            for name, deployment in _deployments(objects)
+            if name in AUTH_FILES
+            for source in _secret_sources(deployment)
+            if source["items"][0]["key"] in STAND_IN_AUTH
+        }
+        return secrets, used
+
+    assert auth_state() == (set(), {"bookshop-auth"}), "by default an existing Secret"
+    assert auth_state("--set", "auth.existingSecret=issuer-keys") == (set(), {"issuer-keys"})
+    public_key = tmp_path / "issuer.pub"
+    public_key.write_text(STAND_IN_AUTH["issuer.pub"])
+    token = tmp_path / "shop-books.jwt"
+    token.write_text(STAND_IN_AUTH["shop-books.jwt"] + "\n")  # as `mint > file` leaves it
+    given = (
+        "--set-file",
+        f"auth.publicKey={public_key},auth.shopToken={token}",
+        "--set",
+        "auth.existingSecret=issuer-keys",  # ignored
+    )
+    assert auth_state(*given) == ({f"{RELEASE}-auth"}, {f"{RELEASE}-auth"})
+    secret = of_kind(tuple(template(helm, *given)), "Secret")[f"{RELEASE}-auth"]
+    assert secret["stringData"] == STAND_IN_AUTH
+    assert secret["type"] == "Opaque"
 
 
 def test_a_changed_secret_rolls_the_pods(helm: str) -> None:
@@ -522,6 +673,7 @@ def test_a_changed_secret_rolls_the_pods(helm: str) -> None:
     before = checksums()
     assert len(before) == 1
     assert checksums("--set", "faults.token=another-token-of-length") != before
+    assert checksums("--set", "auth.shopToken=another.shop.token") != before
 
 
 def test_memory_matches_the_compose_limits(objects: tuple[dict[str, Any], ...]) -> None:
@@ -752,8 +904,26 @@ def test_notes_say_what_the_chart_does_not_run(helm: str, tmp_path: Path) -> Non
         'data:\n  notes: {{ include "notes.under.test" . | toJson }}\n'
     )
     for values, expected in [
-        ((), ["runs no PostgreSQL", "create secret generic bookshop-database", "OFF"]),
-        (SCENARIOS["full"], ["OTLP/HTTP to http://", "Fault injection: ON", "ServiceMonitors"]),
+        (
+            (),
+            [
+                "runs no PostgreSQL",
+                "create secret generic bookshop-database",
+                "OFF",
+                "create secret generic bookshop-auth",
+                "--from-file=issuer.pub=",
+            ],
+        ),
+        (
+            SCENARIOS["full"],
+            [
+                "OTLP/HTTP to http://",
+                "Fault injection: ON",
+                "ServiceMonitors",
+                'issuer "bookshop-ci"',
+                "the chart made from auth.publicKey",
+            ],
+        ),
     ]:
         result = run_helm(
             helm,

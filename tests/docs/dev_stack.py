@@ -29,6 +29,7 @@ class DevStack:
     foreground process group, exactly as a keyboard would."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
         self._master, slave = pty.openpty()
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "dev"],

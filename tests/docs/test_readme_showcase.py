@@ -52,12 +52,13 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 
 @pytest.mark.timeout(STARTUP_SECONDS + BLOCK_SECONDS + 60)
-def test_the_readme_tour_shows_what_it_promises(dev: DevStack, tmp_path: Path) -> None:
+def test_the_readme_tour_shows_what_it_promises(dev: DevStack) -> None:
     block = showcase_block(README.read_text(encoding="utf-8"))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
         cwd=ROOT,
-        env=stack_environment(tmp_path),  # a reader's shell: no ports or tokens of this run's
+        # A reader's shell: no ports or fault tokens of this run's, the stack's .dev (its key).
+        env=stack_environment(Path(dev.env["DEV_DIR"])),
         capture_output=True,
         text=True,
         timeout=BLOCK_SECONDS,
@@ -66,8 +67,10 @@ def test_the_readme_tour_shows_what_it_promises(dev: DevStack, tmp_path: Path) -
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     objects = [json.loads(line) for line in lines if line.startswith("{")]
-    first_order, *_ = objects
+    first_order, patched_book, *_ = objects
     assert first_order["status"] == "confirmed", first_order
+    assert patched_book["price"] == "10.99", patched_book
+    assert "401 without a token" in lines, lines
 
     broken = next(line for line in lines if line.startswith("books: "))
     fault = json.loads(broken.removeprefix("books: "))
@@ -80,7 +83,7 @@ def test_the_readme_tour_shows_what_it_promises(dev: DevStack, tmp_path: Path) -
     first, last = (float(line.split()[2]) for line in (statuses[0], statuses[-1]))
     assert last < first, f"an open breaker answers at once, without retries: {statuses}"
 
-    degraded, *healed_orders, up = objects[1:]
+    degraded, *healed_orders, up = objects[2:]
     assert degraded["status"] == "DEGRADED", degraded
     assert degraded["checks"]["books"]["status"] != "UP", degraded
     assert "open" in json.dumps(degraded["checks"]["books"]), degraded

@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import (
     MetricsSnapshot,
     ServiceProcess,
@@ -282,6 +283,16 @@ class Stack:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def books_token(self, *scopes: str) -> str:
+        """A token for books' secured operations, e.g. ``books_token("catalog:write")``: a
+        running stack's comes from E2E_BOOKS_TOKEN (`make -s token` prints one)."""
+        token = os.environ.get("E2E_BOOKS_TOKEN")
+        if not token:
+            raise RuntimeError(
+                "set E2E_BOOKS_TOKEN: make -s token SCOPE=catalog:write [STACK=compose]"
+            )
+        return token
+
     # observation
 
     def readiness(self, service: str) -> httpx.Response:
@@ -310,6 +321,7 @@ class Stack:
                 "price": price,
                 "stock": stock,
             },
+            headers={"Authorization": f"Bearer {self.books_token('catalog:write')}"},
         )
         assert response.status_code == 201, response.text
         book_id: int = response.json()["id"]
@@ -376,6 +388,11 @@ class Stack:
 class LocalStack(Stack):
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     postgres: PostgresServer | None = None
+    issuer: DevIssuer | None = None  # books trusts it; it signed shop's credential
+
+    def books_token(self, *scopes: str) -> str:
+        assert self.issuer is not None
+        return self.issuer.mint(audience="books", scopes=scopes, subject="e2e")
 
     local: ClassVar[bool] = True
 
@@ -419,10 +436,14 @@ def start_local_stack(
     )
     books_url = f"http://127.0.0.1:{ports['books']}"
     chat_url = f"http://127.0.0.1:{ports['chat']}"
+    issuer = DevIssuer.generate()
     own: dict[str, dict[str, str]] = {
-        "books": {},
+        "books": {"AUTH__PUBLIC_KEY": issuer.public_pem()},
         "shop": {
             "DEPENDENCIES__BOOKS__BASE_URL": books_url,
+            "DEPENDENCIES__BOOKS__TOKEN": issuer.mint(
+                audience="books", scopes=["stock:reserve"], subject="shop"
+            ),
             "DEPENDENCIES__CHAT__BASE_URL": chat_url,
             "DEPENDENCIES__BOOKS__BREAKER__OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
             "DEPENDENCIES__CHAT__BREAKER__OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
@@ -455,6 +476,7 @@ def start_local_stack(
         settle_seconds=PENDING_GRACE_SECONDS * 2 + RECOVERY_INTERVAL_SECONDS * 2 + 20,
         processes=processes,
         postgres=postgres,
+        issuer=issuer,
     )
     try:
         # Through the services' own commands: migrate all, then seed books (shop and chat have

@@ -2,9 +2,10 @@
 
 Each line of each process's output (stdout and stderr, as the stack writes them to one file per
 service) is a JSON object with ``timestamp`` (RFC 3339 UTC), ``level``, ``logger``, ``message``
-and ``service``; an access-log line's ``status`` is an integer; and probes and scrapes
-(``/metrics``, ``/health/live``, ``/health/ready``, ``/healthcheck``) leave no access line at
-INFO unless they fail (a 503 readiness is news), though they are still measured.
+and ``service``; no line holds a bearer token (shop sends one to books with every reservation,
+schemathesis with every books write); an access-log line's ``status`` is an integer; and probes
+and scrapes (``/metrics``, ``/health/live``, ``/health/ready``, ``/healthcheck``) leave no access
+line at INFO unless they fail (a 503 readiness is news), though they are still measured.
 
 The check runs twice. The test runs late, where conftest.py puts scenario files that are not in
 its ORDER: after the traffic of the other scenarios, before the shutdown scenario. The session
@@ -33,6 +34,8 @@ ACCESS_LOGGER = "chassis.access"
 PROBES = frozenset({"/metrics", "/health/live", "/health/ready", "/healthcheck"})
 DURATION_COUNT = "http_server_request_duration_seconds_count"
 SHOWN = 25  # problems listed in a failure, of however many
+# A signed JWT: base64url of '{"' starts both its header and its claims.
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]+")
 
 
 def line_problems(service: str, number: int, data: bytes) -> list[str]:
@@ -45,6 +48,8 @@ def line_problems(service: str, number: int, data: bytes) -> list[str]:
         return [f"{where}: not UTF-8 JSON: {data[:200]!r}"]
     if not isinstance(line, dict):
         return [f"{where}: not a JSON object: {raw[:200]!r}"]
+    if JWT.search(raw):  # never quoted: the finding would leak it into the test report
+        return [f"{where}: holds a bearer token (a JWT)"]
     problems = [
         f"{where}: no {name}: {raw[:200]!r}"
         for name in CONTRACT_FIELDS

@@ -11,9 +11,10 @@ Targets come from the environment (defaults: the `make dev` / compose host ports
 
     LOAD_BOOKS_URL=http://127.0.0.1:8001 LOAD_SHOP_URL=... LOAD_CHAT_URL=...
 
-Headless through tests/load/run.py (`make load`), or with the web UI::
+plus LOAD_BOOKS_TOKEN (or LOAD_BOOKS_TOKEN_FILE), a catalog:write token for adding the buyers'
+books. Headless through tests/load/run.py (`make load`, which mints one), or with the web UI::
 
-    uv run locust -f tests/load/locustfile.py      # then http://127.0.0.1:8089
+    LOAD_BOOKS_TOKEN=$(make -s token) uv run locust -f tests/load/locustfile.py   # :8089
 
 At test start a few books with a large stock are created for the buyers, so that orders measure
 the saga and not an empty shelf; the seeded catalogue is what browsers read.
@@ -26,6 +27,7 @@ import random
 import secrets
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -35,6 +37,13 @@ from locust.env import Environment
 BOOKS = os.environ.get("LOAD_BOOKS_URL", "http://127.0.0.1:8001").rstrip("/")
 SHOP = os.environ.get("LOAD_SHOP_URL", "http://127.0.0.1:8002").rstrip("/")
 CHAT = os.environ.get("LOAD_CHAT_URL", "http://127.0.0.1:8003").rstrip("/")
+# books' writes need a catalog:write token: `make token` prints one (tests/load/run.py mints it);
+# LOAD_BOOKS_TOKEN_FILE names a file holding it (compose mounts one).
+BOOKS_TOKEN = os.environ.get("LOAD_BOOKS_TOKEN") or (
+    Path(os.environ["LOAD_BOOKS_TOKEN_FILE"]).read_text().strip()
+    if os.environ.get("LOAD_BOOKS_TOKEN_FILE")
+    else ""
+)
 STOCKED_BOOKS = 5
 SSE_WAIT_SECONDS = 5.0
 AUTHORS = ["Frank Herbert", "George Orwell", "Jane Austen", "Isaac Asimov", "Nobody Known"]
@@ -63,8 +72,14 @@ def prepare(environment: Environment, **_: Any) -> None:
                     "price": f"{random.randint(5, 40)}.{random.randint(0, 99):02d}",
                     "stock": 1_000_000,
                 },
+                headers={"Authorization": f"Bearer {BOOKS_TOKEN}"},
                 timeout=10,
             )
+            if created.status_code in (401, 403):
+                raise SystemExit(
+                    f"books refused to add the buyers' books ({created.status_code}): set "
+                    "LOAD_BOOKS_TOKEN to a token from `make token SCOPE=catalog:write`"
+                )
             created.raise_for_status()
             stocked.append(created.json()["id"])
     catalogue.extend(stocked)

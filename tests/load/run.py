@@ -12,6 +12,9 @@ answered by something else is refused). When nothing answers there, starts `make
     LOAD_MAX_FAILURE_RATIO=0.01           fail above 1% failed requests
     LOAD_MAX_P95_MS=...                   fail when the p95 of all requests is above this
                                           (default P95_BUDGET_MS; see docs/testing.md, "Load tests")
+    LOAD_BOOKS_TOKEN=...                  the catalog:write token locust adds its books with;
+                                          default: minted by the dev stack's issuer (.dev/auth),
+                                          so against compose: $(make -s token STACK=compose)
 
 Prints requests/s, failure ratio and p50/p95/p99 per endpoint, then the RSS (and peak RSS) of
 each service process, found by the port it listens on.
@@ -33,6 +36,7 @@ from urllib.request import urlopen
 
 import psutil
 
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import postgres as chassis_postgres
 from chassis.testing.postgres import PostgresServer
 
@@ -74,6 +78,15 @@ def describe_stack() -> None:
             f"  {name:<6} {url}  version {info.get('version')}, commit {info.get('commit')}, "
             f"started {info.get('started_at')}"
         )
+
+
+def books_token() -> str:
+    """A catalog:write token for books: LOAD_BOOKS_TOKEN, else one from the dev stack's issuer."""
+    given = os.environ.get("LOAD_BOOKS_TOKEN")
+    if given:
+        return given
+    issuer = DevIssuer.in_directory(Path(os.environ.get("DEV_DIR") or ROOT / ".dev") / "auth")
+    return issuer.mint(audience="books", scopes=["catalog:write"], subject="locust")
 
 
 def start_postgres() -> PostgresServer | None:
@@ -151,7 +164,7 @@ def run_locust(users: int, seconds: int) -> Path:
     print(f"locust: {users} users for {seconds}s (log: {OUT / 'locust.log'})")
     targets = {f"LOAD_{name.upper()}_URL": url for name, url in SERVICES.items()}
     with (OUT / "locust.log").open("wb") as log:
-        env = {**os.environ, **targets}
+        env = {**os.environ, **targets, "LOAD_BOOKS_TOKEN": books_token()}
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():

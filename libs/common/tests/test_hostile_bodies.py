@@ -32,6 +32,7 @@ from books.app import create_service as create_books
 from books.settings import SERVICE_DIR as BOOKS_DIR
 from books.settings import BooksSettings
 from chassis import Service, Settings
+from chassis.dev_issuer import DevIssuer
 from chassis.migrations import upgrade
 from chassis.testing import (
     assert_problem,
@@ -55,6 +56,7 @@ SERVICES: dict[str, tuple[type[Settings], Path, Callable[..., Service]]] = {
 }
 DEEP_JSON = b"[" * 10_000 + b"]" * 10_000
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+EVERY_SCOPE = ("catalog:write", "stock:reserve")
 
 
 # -- what each service's document says --------------------------------------------------------
@@ -146,9 +148,12 @@ def _a_value(schema: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def running(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    token_issuer: DevIssuer,
 ) -> Iterator[TestClient]:
-    """The service named by the test's parameter, started once for the module."""
+    """The service named by the test's parameter, started once for the module; its client
+    holds a token with every scope, so that the bodies of secured writes are reached."""
     settings_class, service_dir, create = SERVICES[request.param]
     database_url = f"sqlite:///{tmp_path_factory.mktemp(request.param) / 'service.db'}"
     upgrade(service_dir / "migrations", database_url)
@@ -158,11 +163,15 @@ def running(
         nowhere = f"http://127.0.0.1:{free_port()}"
         environ = {f"DEPENDENCIES__{name.upper()}__BASE_URL": nowhere for name in declared}
         environ["LOGGING__ACCESS_LOG"] = "false"
+        environ["AUTH__PUBLIC_KEY"] = token_issuer.public_pem()
         settings = hermetic_settings(
             settings_class, service_dir, database_url=database_url, environ=environ
         )
+        token = token_issuer.mint(audience=request.param, scopes=EVERY_SCOPE)
         try:
-            with service_client(create(settings)) as client:
+            with service_client(
+                create(settings), headers={"Authorization": f"Bearer {token}"}
+            ) as client:
                 yield client
         finally:
             reset_logging()

@@ -7,7 +7,10 @@ database_url         a migrated database holding no rows. Migrating costs ~0.1 s
                      PostgreSQL database ~0.6 s, so both are done once per session: SQLite
                      tests get a copy of a migrated file, PostgreSQL tests share one migrated
                      database emptied (TRUNCATE ... RESTART IDENTITY) before each test
-service / client     ``create_service(hermetic_settings(...))`` and its test client
+service / client     ``create_service(hermetic_settings(...))`` and its test client, which
+                     carries a token with every scope (``catalog:write stock:reserve``)
+anonymous            a test client of the same service without a token
+token_issuer         (chassis plugin) the issuer books trusts in these tests
 recorder             the spans the service finished
 engine               a separate SQLAlchemy engine for looking at the tables directly
 create_book          posts a valid book (unique ISBN) and returns its JSON
@@ -30,6 +33,7 @@ from books.app import create_service
 from books.persistence import metadata
 from books.settings import SERVICE_DIR, BooksSettings
 from chassis import Service
+from chassis.dev_issuer import DevIssuer
 from chassis.migrations import upgrade
 from chassis.testing import (
     SpanRecorder,
@@ -43,6 +47,7 @@ from chassis.testing.postgres import PostgresServer
 SQLITE = "sqlite"
 POSTGRES = "postgresql"
 MIGRATIONS = SERVICE_DIR / "migrations"
+EVERY_SCOPE = ("catalog:write", "stock:reserve")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -127,8 +132,13 @@ def _delete_every_row(url: str) -> None:
 
 
 @pytest.fixture
-def settings(database_url: str) -> BooksSettings:
-    return hermetic_settings(BooksSettings, SERVICE_DIR, database_url=database_url)
+def settings(database_url: str, token_issuer: DevIssuer) -> BooksSettings:
+    return hermetic_settings(
+        BooksSettings,
+        SERVICE_DIR,
+        database_url=database_url,
+        environ={"AUTH__PUBLIC_KEY": token_issuer.public_pem()},
+    )
 
 
 @pytest.fixture
@@ -142,7 +152,14 @@ def service(settings: BooksSettings, recorder: SpanRecorder) -> Service:
 
 
 @pytest.fixture
-def client(service: Service) -> Iterator[TestClient]:
+def client(service: Service, token_issuer: DevIssuer) -> Iterator[TestClient]:
+    token = token_issuer.mint(audience="books", scopes=EVERY_SCOPE, subject="books-tests")
+    with service_client(service, headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous(service: Service) -> Iterator[TestClient]:
     with service_client(service) as client:
         yield client
 

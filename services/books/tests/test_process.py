@@ -14,6 +14,7 @@ import pytest
 
 from books.settings import SERVICE_DIR
 from chassis import migrations
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import ServiceProcess, clean_environment, console_script
 from chassis.testing.postgres import PostgresServer
 
@@ -21,10 +22,13 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture
-def books_process(postgres_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
+def books_process(
+    postgres_url: str, tmp_path: Path, token_issuer: DevIssuer
+) -> Iterator[ServiceProcess]:
     migrations.upgrade(SERVICE_DIR / "migrations", postgres_url)
     env = clean_environment(
         DATABASE_URL=postgres_url,
+        AUTH__PUBLIC_KEY=token_issuer.public_pem(),
         HEALTH__CHECK_TIMEOUT_SECONDS="1.5",
         DATABASE__CONNECT_TIMEOUT_SECONDS="1",
         SHUTDOWN__DRAIN_SECONDS="1",

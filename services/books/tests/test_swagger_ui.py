@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from books.seed import seed_catalog
 from books.settings import SERVICE_DIR
 from chassis import migrations
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import ServiceProcess, clean_environment
 from chassis.testing.browser import INJECT_INLINE_SCRIPT, RECORD_CSP_VIOLATIONS
 
@@ -38,8 +39,11 @@ DUNE = {"id": 1, "isbn": "9780441172719", "title": "Dune", "author": "Frank Herb
 
 
 @pytest.fixture(scope="module")
-def books_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """``books serve`` on a migrated SQLite file holding the demo catalogue (book 1 is Dune)."""
+def books_process(
+    tmp_path_factory: pytest.TempPathFactory, token_issuer: DevIssuer
+) -> Iterator[ServiceProcess]:
+    """``books serve`` on a migrated SQLite file holding the demo catalogue (book 1 is Dune),
+    trusting ``token_issuer``."""
     folder = tmp_path_factory.mktemp("books")
     url = f"sqlite:///{folder / 'books.db'}"
     migrations.upgrade(SERVICE_DIR / "migrations", url)
@@ -50,7 +54,9 @@ def books_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceP
     finally:
         engine.dispose()
     books = ServiceProcess(
-        "books", env=clean_environment(DATABASE_URL=url), log_path=folder / "books.log"
+        "books",
+        env=clean_environment(DATABASE_URL=url, AUTH__PUBLIC_KEY=token_issuer.public_pem()),
+        log_path=folder / "books.log",
     )
     try:
         books.start()
@@ -176,3 +182,52 @@ def test_the_served_document_names_a_usable_server(client: TestClient) -> None:
         response = client.get(spec_url)
         assert response.status_code == 200, spec_url
         assert yaml.safe_load(response.text)["servers"] == [{"url": "/"}], spec_url
+
+
+def add_book_in_swagger_ui(page: Page, isbn: str) -> Any:
+    """Try it out on POST /books with a valid book; the answer Swagger UI received."""
+    operation = page.locator("#operations-books-create_book")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    book = {"isbn": isbn, "title": "Kindred", "author": "Octavia E. Butler", "price": "8.50"}
+    operation.locator("textarea.body-param__text").fill(json.dumps(book))
+    with page.expect_response(lambda response: response.url.endswith("/books")) as answer:
+        operation.get_by_role("button", name="Execute").click()
+    return answer.value
+
+
+def test_the_authorize_button_takes_a_token_that_then_writes(
+    page: Page, books_process: ServiceProcess, token_issuer: DevIssuer
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{books_process.url}/ui/")
+    page.locator(".auth-wrapper .authorize").click()
+    dialog = page.locator(".auth-container").filter(has_text="bearerAuth")
+    token = token_issuer.mint(audience="books", scopes=["catalog:write"])
+    dialog.locator("input").fill(token)
+    dialog.get_by_role("button", name="Authorize", exact=True).click()
+    expect(dialog.get_by_role("button", name="Logout")).to_be_visible()
+    page.locator(".modal-ux .close-modal").click()
+
+    answer = add_book_in_swagger_ui(page, isbn="9780807083697")
+
+    assert answer.status == 201
+    assert answer.request.headers["authorization"] == f"Bearer {token}"
+    assert page.evaluate("window.cspViolations") == []
+
+
+def test_without_authorizing_swagger_ui_shows_the_401(
+    page: Page, books_process: ServiceProcess
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{books_process.url}/ui/")
+    expect(page.locator("#operations-books-create_book .authorization__btn")).to_be_visible()
+
+    answer = add_book_in_swagger_ui(page, isbn="9780807083680")
+
+    assert answer.status == 401
+    assert answer.headers["www-authenticate"] == 'Bearer realm="books"'
+    live = page.locator("#operations-books-create_book .live-responses-table")
+    expect(live.locator("tbody .response-col_status")).to_have_text("401")

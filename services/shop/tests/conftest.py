@@ -3,9 +3,10 @@
     books_database     (session) books' PostgreSQL database, migrated and seeded once
     books              a running ``books serve`` process shared by the session; a test may
                        ``books.kill()`` (SIGKILL) and ``books.start()`` it on the same port, and
-                       finds it running again whatever the previous test did
+                       finds it running again whatever the previous test did. It trusts the
+                       chassis plugin's ``token_issuer``, which also mints shop's credential
     catalog            talks to books directly: add a book with known price and stock, read stock,
-                       reserve and release
+                       reserve and release (with a token holding every scope)
     shop_database_url  a fresh, migrated PostgreSQL database for shop, dropped afterwards
     shop_tables        reads shop's orders table directly
     make_shop          ``make_shop(**env)``: shop built in-process, as a started test client
@@ -42,6 +43,7 @@ from books.settings import SERVICE_DIR as BOOKS_DIR
 from chassis import migrations
 from chassis.config import DatabaseSection
 from chassis.db import Database
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import (
     ServiceProcess,
     ServiceProcesses,
@@ -65,7 +67,13 @@ BOOKS_FAULTS_TOKEN = "shop-tests-faults-token"
 
 class BooksProcess(ServiceProcess):
     """The real books service; ``kill()`` then ``start()`` brings it back on the same port;
-    ``inject()``/``heal()`` set faults through its admin endpoint."""
+    ``inject()``/``heal()`` set faults through its admin endpoint. ``issuer`` signs the tokens
+    it accepts."""
+
+    issuer: DevIssuer
+
+    def token(self, *scopes: str, subject: str = "shop-tests") -> str:
+        return self.issuer.mint(audience="books", scopes=scopes, subject=subject)
 
     def inject(self, **faults: Any) -> None:
         response = httpx.put(f"{self.url}/admin/faults", json=faults, headers=self._auth)
@@ -100,10 +108,11 @@ def books_database(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def books_server(
-    books_database: str, tmp_path_factory: pytest.TempPathFactory
+    books_database: str, tmp_path_factory: pytest.TempPathFactory, token_issuer: DevIssuer
 ) -> Iterator[BooksProcess]:
     env = clean_environment(
         DATABASE_URL=books_database,
+        AUTH__PUBLIC_KEY=token_issuer.public_pem(),
         LOGGING__ACCESS_LOG="false",
         SHUTDOWN__GRACE_SECONDS="1",
         FAULTS__ENABLED="true",
@@ -111,6 +120,7 @@ def books_server(
     )
     log_path = tmp_path_factory.mktemp("books") / "books.log"
     server = BooksProcess("books", env=env, log_path=log_path, ready_timeout=READY_TIMEOUT)
+    server.issuer = token_issuer
     server.start()
     yield server
     server.kill()
@@ -131,7 +141,10 @@ class Catalog:
         self.books = books
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.books.url, timeout=5)
+        token = self.books.token("catalog:write", "stock:reserve")
+        return httpx.Client(
+            base_url=self.books.url, timeout=5, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def add_book(self, *, price: str = "9.99", stock: int = 10) -> int:
         isbn = f"979{next(self._isbns):010d}"
@@ -221,9 +234,11 @@ def shop_tables(shop_database_url: str) -> Iterator[ShopTables]:
 
 
 def shop_environment(books: BooksProcess, **env: str) -> dict[str, str]:
-    """Settings variables of a shop talking to ``books`` and to a chat nobody listens on."""
+    """Settings variables of a shop talking to ``books`` (with its own credential) and to a
+    chat nobody listens on."""
     return {
         "DEPENDENCIES__BOOKS__BASE_URL": books.url,
+        "DEPENDENCIES__BOOKS__TOKEN": books.token("stock:reserve", subject="shop"),
         "DEPENDENCIES__CHAT__BASE_URL": f"http://127.0.0.1:{free_port()}",
         **env,
     }

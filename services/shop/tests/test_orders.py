@@ -166,3 +166,22 @@ def test_a_cancel_books_interrupts_stops_claiming_stock_and_is_finished_later(
     again = shop.post(f"/orders/{placed['id']}/cancel")
     assert again.status_code == 200
     assert again.json()["status"] == "cancelled"
+
+
+def test_shop_reserves_with_its_own_credential_and_a_refused_one_takes_nothing(
+    make_shop: MakeShop, catalog: Catalog, books: BooksProcess
+) -> None:
+    book = catalog.add_book(stock=3)
+    # The default shop holds a stock:reserve token of its own (conftest.shop_environment).
+    assert make_shop().post("/orders", json=order((book, 1))).json()["status"] == "confirmed"
+
+    misconfigured = make_shop(DEPENDENCIES__BOOKS__TOKEN=books.token("catalog:write"))
+    refused = misconfigured.post("/orders", json=order((book, 1)))
+
+    # Not the caller's fault, and not settled: recovery finishes it once the credential works.
+    assert refused.status_code == 503, refused.text
+    pending = misconfigured.get(f"/orders/{refused.json()['order_id']}").json()
+    assert pending["status"] == "pending"
+    assert "refused this service's credential (403)" in pending["reason"]
+    assert "dependencies.books.token" in pending["reason"]
+    assert catalog.stock(book) == 2

@@ -112,6 +112,35 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.faults.existingSecret }}{{ .Values.faults.existingSecretKey }}{{ else }}token{{ end -}}
 {{- end }}
 
+{{/* The Secret the chart creates from auth.publicKey and auth.shopToken. */}}
+{{- define "bookshop.authSecretName" -}}
+{{- printf "%s-auth" (include "bookshop.fullname" .) -}}
+{{- end }}
+
+{{/* The Secret holding the issuer's public key (issuer.pub) and shop's token (shop-books.jwt). */}}
+{{- define "bookshop.authSecret" -}}
+{{- if .Values.auth.publicKey -}}
+{{- include "bookshop.authSecretName" . -}}
+{{- else -}}
+{{- required "auth.existingSecret (or auth.publicKey and auth.shopToken) is required: books refuses to start without the token issuer's public key" .Values.auth.existingSecret -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The key of the auth Secret that one service reads, mounted under the same name, and the
+variable naming it: books verifies tokens (the public key), shop presents one to books (its
+token). chat only reads books: nothing. Argument: the service name.
+*/}}
+{{- define "bookshop.authFile" -}}
+{{- $files := dict "books" "issuer.pub" "shop" "shop-books.jwt" -}}
+{{- get $files . -}}
+{{- end }}
+
+{{- define "bookshop.authFileVariable" -}}
+{{- $variables := dict "books" "AUTH__PUBLIC_KEY_FILE" "shop" "DEPENDENCIES__BOOKS__TOKEN_FILE" -}}
+{{- get $variables . -}}
+{{- end }}
+
 {{/*
 Environment of every container of one service (the init containers too): the settings of
 design §6, secrets as *_FILE variables naming the mounted files.
@@ -151,6 +180,14 @@ Argument: dict "root" $ "name" "books".
 {{- range $dependency := splitList " " (include "bookshop.dependencies" .name) | compact }}
 - name: DEPENDENCIES__{{ upper $dependency }}__BASE_URL
   value: http://{{ $dependency }}:{{ include "bookshop.port" $root }}
+{{- end }}
+{{- with include "bookshop.authFile" .name }}
+- name: {{ include "bookshop.authFileVariable" $.name }}
+  value: {{ include "bookshop.secretsDir" $root }}/{{ . }}
+{{- end }}
+{{- if eq .name "books" }}
+- name: AUTH__ISSUER
+  value: {{ $root.Values.auth.issuer | quote }}
 {{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ .name }}

@@ -90,5 +90,10 @@ class ServiceCli(Generic[SettingsT]):
     def _serve(self, settings: SettingsT, arguments: argparse.Namespace) -> int:
         from chassis.server import serve
 
-        serve(self.create_service(settings), host=arguments.host, port=arguments.port)
+        try:
+            service = self.create_service(settings)
+        except ConfigError as exc:  # what only the service can check, e.g. auth.public_key
+            print(f"{self.name}: {exc}", file=sys.stderr)
+            return 2
+        serve(service, host=arguments.host, port=arguments.port)
         return 0

@@ -10,10 +10,13 @@ Exception tree (every one a ProblemError naming the dependency, rendered as prob
     DependencyError
     ├── DependencyUnavailable   503  connection refused/reset, or the dependency answered 503
     ├── DependencyTimeout       504  a timeout or the call's overall deadline
-    └── BadGateway              502  any other 5xx from the dependency
+    └── BadGateway              502  any other 5xx from the dependency, or a 401/403 to this
+                                     service's own credential (dependencies.<name>.token)
     CircuitOpenError            503  with Retry-After, raised before trying (chassis.breaker)
 
-Responses below 500 are returned to the caller (a 404 from books is an answer, not a failure).
+Responses below 500 are returned to the caller (a 404 from books is an answer, not a failure),
+except a 401 or 403: the call carried the service's credential, so a refusal is a deployment to
+fix, not an answer.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from chassis.retry import RetryPolicy, retry_after_seconds
 log = get_logger("chassis.client")
 TEMPLATE_EXTENSION = "chassis.template"
 RESEND_COUNT = "http.request.resend_count"
+REFUSED_CREDENTIAL = (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,6 +227,7 @@ class ServiceClient:
         retry: RetryPolicy | None = None,
         breaker: BreakerPolicy | None = None,
         critical: bool = False,
+        token: str | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -251,7 +256,9 @@ class ServiceClient:
             tracer=tracer,
             clock=clock,
         )
-        self._http = httpx.Client(base_url=base_url, transport=self.transport)
+        # The service credential rides on every call; httpx never logs headers.
+        credential = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=base_url, transport=self.transport, headers=credential)
 
     @classmethod
     def from_settings(
@@ -291,6 +298,7 @@ class ServiceClient:
             if breaker.enabled
             else None,
             critical=section.critical,
+            token=section.token.get_secret_value() if section.token else None,
             transport=transport,
         )
 
@@ -329,6 +337,13 @@ class ServiceClient:
             ) from exc
         if response.status_code >= 500:
             raise self._server_error(response)
+        if response.status_code in REFUSED_CREDENTIAL:
+            # Our own credential was refused: a deployment to fix, not the caller's mistake.
+            raise BadGateway(
+                self.name,
+                f"{self.name} refused this service's credential ({response.status_code}); "
+                f"check dependencies.{self.name}.token",
+            )
         return response
 
     def get(self, template: str, **kw: Any) -> httpx.Response:

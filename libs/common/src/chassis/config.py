@@ -116,8 +116,22 @@ class FaultsSection(Section):
         return self
 
 
+class AuthSection(Section):
+    """Bearer JWTs for the operations the OpenAPI document secures (chassis.auth)."""
+
+    enabled: bool = True
+    # PEM; AUTH__PUBLIC_KEY_FILE names a file holding it. Required when operations are secured.
+    public_key: str | None = None
+    issuer: str = "bookshop-dev"
+    audience: str | None = None  # default: service.name
+    leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+
+
 class DependencySection(Section):
     base_url: str = Field(pattern=r"^https?://")
+    # The bearer token this service presents to the neighbour (its service credential);
+    # DEPENDENCIES__<NAME>__TOKEN_FILE names a file holding it. Never logged.
+    token: SecretStr | None = None
     critical: bool = False
     connect_timeout_seconds: float = Field(default=0.5, gt=0)
     read_timeout_seconds: float = Field(default=2.0, gt=0)
@@ -139,6 +153,7 @@ class Settings(BaseModel):
     health: HealthSection = HealthSection()
     shutdown: ShutdownSection = ShutdownSection()
     faults: FaultsSection = FaultsSection()
+    auth: AuthSection = AuthSection()
     dependencies: dict[str, DependencySection] = {}
 
 

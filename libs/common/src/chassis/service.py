@@ -8,7 +8,8 @@ Layers, outermost first (each a small ASGI middleware):
     RequestBodyMiddleware 413 over the size limit, 400 for JSON that is not UTF-8 or nests too
                           deep; the media type in lower case
     ChassisEndpoints      /health/live, /health/ready, /healthcheck, /metrics, /info
-    connexion middleware  Swagger UI, routing, validation -> ProblemMiddleware -> HandlerApp
+    connexion middleware  Swagger UI, routing, bearer tokens of secured operations
+                          (chassis.auth), validation -> ProblemMiddleware -> HandlerApp
 
 Every operation with a request body gets a 415 answer in the OpenAPI document it serves
 (:func:`~chassis.middleware.media_types.declare_unsupported_media_type`), since the chassis
@@ -35,7 +36,7 @@ from connexion.middleware.security import SecurityMiddleware
 from opentelemetry.sdk.trace import SpanProcessor
 from starlette.types import Receive, Scope, Send
 
-from chassis import endpoints
+from chassis import auth, endpoints
 from chassis.client import ServiceClient
 from chassis.config import Settings
 from chassis.db import Database
@@ -198,7 +199,8 @@ class Service:
     ) -> connexion.ConnexionMiddleware:
         validate_responses = self.settings.http.validate_responses
         middlewares: list[Any] = [ProblemMiddleware, ApiDocsMiddleware, RoutingMiddleware]
-        if document.get("components", {}).get("securitySchemes"):
+        verifier = self._token_verifier(document)
+        if verifier is not None:
             middlewares.append(SecurityMiddleware)
         middlewares.append(RequestValidation)
         if validate_responses:
@@ -219,11 +221,23 @@ class Service:
             strict_validation=True,
             validate_responses=validate_responses,
             validator_map={"parameter": NamingParameterValidator, "body": body_validators()},
+            security_map=auth.security_map(verifier) if verifier else None,
         )
         # Before the first request or lifespan, when the middlewares take the loaded document.
         loaded = app.apis[-1].specification
         declare_unsupported_media_type(loaded.raw, loaded.spec)
+        if verifier is not None:
+            auth.declare_auth_responses(loaded.raw, loaded.spec)
         return app
+
+    def _token_verifier(self, document: dict[str, Any]) -> auth.TokenVerifier | None:
+        secured = auth.secured_operations(document)
+        if not secured:
+            return None
+        if not self.settings.auth.enabled:
+            log.warning("auth is disabled: anyone may call secured operations", operations=secured)
+            return None
+        return auth.TokenVerifier(self.settings.auth, service_name=self.name)
 
     def _build_stack(self, document: dict[str, Any]) -> Any:
         api_docs = [base_path(document) + route for route in API_DOC_ROUTES]

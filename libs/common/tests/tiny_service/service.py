@@ -39,12 +39,15 @@ def load_handlers() -> ModuleType:
 
 
 def create_service(
-    settings: TinySettings, *, span_processors: Iterable[SpanProcessor] = ()
+    settings: TinySettings,
+    *,
+    span_processors: Iterable[SpanProcessor] = (),
+    spec: Path = SERVICE_DIR / "openapi.yaml",
 ) -> Service:
     handlers = load_handlers()
     service = Service(
         settings,
-        spec=SERVICE_DIR / "openapi.yaml",
+        spec=spec,
         handlers=handlers,
         span_processors=span_processors,
     )

@@ -6,6 +6,8 @@
 - ``problem``: ``chassis.testing.assert_problem``, checks a problem+json answer.
 - ``browser`` (function): a headless Chromium under Playwright (``chassis.testing.browser``).
   Skipped when none can run, except under CI where that is a failure.
+- ``token_issuer`` (session): a :class:`~chassis.dev_issuer.DevIssuer` with a fresh key pair;
+  give a service its ``public_pem()`` as ``AUTH__PUBLIC_KEY`` and ``mint(...)`` its tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from chassis.dev_issuer import DevIssuer
 from chassis.testing import assert_problem
 from chassis.testing.browser import chromium_or_skip
 from chassis.testing.postgres import PostgresServer, PostgresUnavailable, start_postgres
@@ -51,6 +54,12 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 def problem() -> Callable[..., dict[str, Any]]:
     """``problem(response, 404, "book_id")``: see ``chassis.testing.assert_problem``."""
     return assert_problem
+
+
+@pytest.fixture(scope="session")
+def token_issuer() -> DevIssuer:
+    """A token issuer with its own key pair, for the whole session."""
+    return DevIssuer.generate()
 
 
 @pytest.fixture
