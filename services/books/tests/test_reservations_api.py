@@ -176,3 +176,21 @@ def test_released_reservations_do_not_keep_a_book_from_being_deleted(client, cre
     assert client.delete(f"/books/{book['id']}").status_code == 204
 
     assert reservation_rows(engine, released=True) == []
+
+
+def test_a_release_may_lift_the_stock_above_what_can_be_set(client, create_book):
+    # Found by schemathesis: the answer's schema capped stock at the input maximum, so a book
+    # whose stock was set to the maximum while copies were reserved answered a 500 once they
+    # came back.
+    book = create_book(stock=5)
+    assert reserve(client, book["id"], "order-1", 2).status_code == 201
+    raised = client.patch(f"/books/{book['id']}", json={"stock": 1_000_000})
+    assert raised.status_code == 200, raised.text
+
+    assert client.delete(f"/books/{book['id']}/reservations/order-1").status_code == 204
+
+    answered = client.get(f"/books/{book['id']}")
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["stock"] == 1_000_002
+    listed = client.get("/books")
+    assert listed.status_code == 200, listed.text
