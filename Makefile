@@ -1,7 +1,9 @@
 # Developer and CI entry points. `make` lists the targets.
 
 PYTEST_ARGS ?=
-UNIT_TEST_PATHS := libs/common/tests services/books/tests services/shop/tests services/chat/tests
+# Every service folder (deploy/service_registry.py reads the same services/*/service.yml).
+SERVICE_NAMES := $(patsubst services/%/service.yml,%,$(wildcard services/*/service.yml))
+UNIT_TEST_PATHS := libs/common/tests $(SERVICE_NAMES:%=services/%/tests)
 # The slow suites: a whole stack per session (e2e), the deploy files, the docs' own commands.
 STACK_TEST_PATHS := tests/e2e tests/deploy tests/docs
 # Parallel pytest workers for the unit suites (pytest-xdist); 0 runs them in one process.
@@ -46,7 +48,7 @@ lint: ## Check lint, formatting and types
 	$(REQUIRE_UV)
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy libs/common/src services/books/src services/shop/src services/chat/src
+	uv run mypy libs/common/src $(SERVICE_NAMES:%=services/%/src)
 
 fmt: ## Format the code and apply safe lint fixes
 	$(REQUIRE_UV)

@@ -1,10 +1,11 @@
 """The local stack of `make dev`, and `make break` / `make heal` against any running stack.
 
-    run.py start             prepare the databases and the environment, run honcho on
-                             deploy/dev/Procfile: books, shop, chat (+ Prometheus when a
-                             `prometheus` binary is on PATH), print the URLs once every one
-                             answers its readiness probe; Ctrl-C (or SIGTERM) stops everything
-                             and exits 0
+    run.py start             prepare the databases and the environment, run honcho on a
+                             Procfile written to .dev/: every service folder (books, shop,
+                             chat: deploy/service_registry.py) through its own `serve`
+                             (+ Prometheus when a `prometheus` binary is on PATH), print the
+                             URLs once every one answers its readiness probe; Ctrl-C (or
+                             SIGTERM) stops everything and exits 0
     run.py break SERVICE     inject a fault (default: full outage) through PUT /admin/faults
                              [--fault '{"error_rate": 0.5}']
     run.py heal SERVICE      DELETE /admin/faults
@@ -17,8 +18,9 @@ BOOKS_PORT, SHOP_PORT, CHAT_PORT and PROMETHEUS_PORT override them, for `start` 
 `break`/`heal` alike.
 
 Tokens: the stack's issuer keeps its key pair in .dev/auth/ (made once, chassis.dev_issuer).
-books trusts its public key; shop gets a token for books' reservations, minted at every start;
-`make token SCOPE=catalog:write` prints one for a person.
+Every service trusts its public key; each gets the tokens its service.yml lists under
+`credentials` (shop: books' stock:reserve), minted at every start; `make token
+SCOPE=catalog:write` prints one for a person.
 """
 
 from __future__ import annotations
@@ -41,13 +43,23 @@ from pathlib import Path
 from types import FrameType, ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy"))
+import service_registry  # noqa: E402 - deploy/ holds no package
+
 # Where the SQLite files and Prometheus data live; DEV_DIR moves it (the tests use their own).
 DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
-PROCFILE = Path(__file__).with_name("Procfile")
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-SERVICES = ("books", "shop", "chat")
-# shop's token for books, minted at each start: valid longer than any dev session runs.
-SHOP_TOKEN_SECONDS = 7 * 24 * 3600
+REGISTRY = service_registry.load_services()
+SERVICES = tuple(REGISTRY)
+# A service's tokens for its dependencies, minted at each start: valid longer than any dev
+# session runs.
+CREDENTIAL_SECONDS = 7 * 24 * 3600
+PROMETHEUS_PROCESS = (
+    'prometheus: exec prometheus --config.file="$DEV_DIR/prometheus.yml"'
+    ' --storage.tsdb.path="$DEV_DIR/prometheus" --storage.tsdb.retention.time=1d'
+    ' --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --enable-feature=exemplar-storage'
+    " --log.level=warn"
+)
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"  # noqa: S105 - the published dev default
 PROMETHEUS_PORT = 9090
 PROMETHEUS_INTERVAL = "2s"
@@ -85,12 +97,12 @@ def prometheus_port(environ: Mapping[str, str] = os.environ) -> int:
 
 
 def port_setting(environ: Mapping[str, str], name: str, default: int) -> int:
-    variable = f"{name.upper()}_PORT"
-    value = environ.get(variable, "").strip()
+    setting = f"{variable(name)}_PORT"
+    value = environ.get(setting, "").strip()
     if not value:
         return default
     if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ValueError(f"{variable} must be a port number (1-65535), not {value!r}")
+        raise ValueError(f"{setting} must be a port number (1-65535), not {value!r}")
     return int(value)
 
 
@@ -141,9 +153,11 @@ def start() -> int:
             load_renderer().render("local", interval=PROMETHEUS_INTERVAL, ports=ports)
         )
         processes.append("prometheus")
+    procfile = DEV_DIR / "Procfile"
+    procfile.write_text(procfile_text())
     honcho = shutil.which("honcho")
     assert honcho is not None
-    command = [honcho, "start", "-f", str(PROCFILE), "-d", str(ROOT), "-e", os.devnull]
+    command = [honcho, "start", "-f", str(procfile), "-d", str(ROOT), "-e", os.devnull]
     # Its own session: a Ctrl-C reaches this process only, which stops honcho exactly once
     # (honcho then stops each process it runs with SIGTERM, their graceful shutdown).
     stopper = Stopper()  # before honcho starts: no Ctrl-C can fall between the two
@@ -287,7 +301,8 @@ def database_urls(url: str | None) -> dict[str, str]:
 def stack_environment(
     ports: Mapping[str, int], databases: Mapping[str, str], prometheus_at: int = PROMETHEUS_PORT
 ) -> dict[str, str]:
-    """The variables the Procfile and the services read (per-service ones are set there)."""
+    """The variables the Procfile and the services read (per-service ones are set there):
+    ``<NAME>_PORT``, ``<NAME>_URL`` and ``<NAME>_DATABASE_URL`` of every service."""
     env = {
         "DEV_DIR": str(DEV_DIR),
         "PROMETHEUS_PORT": str(prometheus_at),
@@ -297,9 +312,9 @@ def stack_environment(
         "PYTHONUNBUFFERED": "1",
     }
     for name in SERVICES:
-        env[f"{name.upper()}_PORT"] = str(ports[name])
-        env[f"{name.upper()}_URL"] = f"http://{HOST}:{ports[name]}"
-        env[f"{name.upper()}_DATABASE_URL"] = databases[name]
+        env[f"{variable(name)}_PORT"] = str(ports[name])
+        env[f"{variable(name)}_URL"] = f"http://{HOST}:{ports[name]}"
+        env[f"{variable(name)}_DATABASE_URL"] = databases[name]
     no_otel_choice = not any(
         key in os.environ for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER")
     )
@@ -312,30 +327,59 @@ def stack_environment(
     return env
 
 
+def variable(name: str) -> str:
+    """A service's name as it starts an environment variable: gift-cards -> GIFT_CARDS."""
+    return name.upper().replace("-", "_")
+
+
+def procfile_text(services: Mapping[str, service_registry.ServiceManifest] = REGISTRY) -> str:
+    """One line per service, each through its own ``serve``, plus Prometheus'."""
+    lines = [
+        "# Written by deploy/dev/run.py for `make dev` from the service folders; honcho runs it.",
+    ]
+    for name, service in services.items():
+        own = variable(name)
+        settings = [
+            f'DATABASE_URL="${own}_DATABASE_URL"',
+            'AUTH__PUBLIC_KEY_FILE="$AUTH_PUBLIC_KEY_FILE"',
+        ]
+        for dependency in service.dependencies:
+            key = f"DEPENDENCIES__{variable(dependency)}"
+            settings.append(f'{key}__BASE_URL="${variable(dependency)}_URL"')
+            if dependency in service.credentials:
+                settings.append(f'{key}__TOKEN_FILE="${own}_{variable(dependency)}_TOKEN_FILE"')
+        command = f'exec {name} serve --host {HOST} --port "${own}_PORT"'
+        lines.append(f"{name}: {' '.join(settings)} {command}")
+    lines.append(PROMETHEUS_PROCESS)
+    return "\n".join(lines) + "\n"
+
+
 def credentials(directory: Path) -> dict[str, str]:
-    """books' trusted key and shop's credential for books (the Procfile hands them out)."""
+    """The issuer's public key, which every service trusts, and the tokens each service.yml
+    asks for (``<NAME>_<DEPENDENCY>_TOKEN_FILE``; the Procfile hands them out)."""
     from chassis.dev_issuer import PUBLIC_KEY, DevIssuer
 
     issuer = DevIssuer.in_directory(directory)
-    shop_token = directory / "shop-books.jwt"
-    shop_token.write_text(
-        issuer.mint(
-            audience="books",
-            scopes=["stock:reserve"],
-            subject="shop",
-            ttl_seconds=SHOP_TOKEN_SECONDS,
-        ),
-        encoding="ascii",
-    )
-    shop_token.chmod(0o600)
-    return {
-        "AUTH_PUBLIC_KEY_FILE": str(directory / PUBLIC_KEY),
-        "SHOP_BOOKS_TOKEN_FILE": str(shop_token),
-    }
+    env = {"AUTH_PUBLIC_KEY_FILE": str(directory / PUBLIC_KEY)}
+    for name, service in REGISTRY.items():
+        for dependency, scopes in service.credentials.items():
+            token = directory / f"{name}-{dependency}.jwt"
+            token.write_text(
+                issuer.mint(
+                    audience=dependency,
+                    scopes=scopes,
+                    subject=name,
+                    ttl_seconds=CREDENTIAL_SECONDS,
+                ),
+                encoding="ascii",
+            )
+            token.chmod(0o600)
+            env[f"{variable(name)}_{variable(dependency)}_TOKEN_FILE"] = str(token)
+    return env
 
 
 def prepare_databases(databases: Mapping[str, str]) -> bool:
-    """``<service> migrate`` then ``<service> seed``, the three services side by side."""
+    """``<service> migrate`` then ``<service> seed``, every service side by side."""
     for command in ("migrate", "seed"):
         running = {
             name: subprocess.Popen(  # noqa: S603 - our own fixed command line
@@ -400,13 +444,11 @@ def print_banner(
     else:
         headline = (
             f"make dev: ready in {ready_seconds:.1f} s (migrate and seed {prepare_seconds:.1f} s)"
-            f": books, shop and chat as local processes, {storage}"
+            f": {', '.join(ports)} as local processes, {storage}"
         )
     print(
         "\n" + headline,
-        f"  books       {url}:{ports['books']}/ui/   (catalog: {url}:{ports['books']}/books)",
-        f"  shop        {url}:{ports['shop']}/ui/   (orders: {url}:{ports['shop']}/orders)",
-        f"  chat        {url}:{ports['chat']}/      (the chat page; API at /ui/)",
+        *(service_line(name, f"{url}:{port}") for name, port in ports.items()),
         f"  prometheus  {prometheus}",
         f"  traces      {traces}",
         "  health      /health/live, /health/ready, /metrics and /info on every service",
@@ -419,6 +461,16 @@ def print_banner(
         sep="\n",
         flush=True,
     )
+
+
+def service_line(name: str, url: str) -> str:
+    """The banner's line of one service: what to open first."""
+    shown = {
+        "books": f"{url}/ui/   (catalog: {url}/books)",
+        "shop": f"{url}/ui/   (orders: {url}/orders)",
+        "chat": f"{url}/      (the chat page; API at /ui/)",
+    }
+    return f"  {name:<11} {shown.get(name, f'{url}/ui/')}"
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:

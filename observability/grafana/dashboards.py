@@ -8,7 +8,7 @@ they are edited, so that every panel shares the datasource, the variables and th
 of design §5 (chassis/metrics.py) instead of repeating them by hand in three JSON documents.
 A test checks that the committed JSON is what this module renders.
 
-The Prometheus job of each service is named after it (observability/prometheus/targets.yml),
+The Prometheus job of each service is named after it (observability/prometheus/render.py),
 so ``job`` is the service label everywhere below.
 """
 

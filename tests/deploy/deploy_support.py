@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import service_registry
 import yaml
 
 from chassis.testing.plugin import running_in_ci
@@ -31,10 +32,12 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 OBSERVABILITY = ROOT / "observability"
 PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 GRAFANA_DIR = OBSERVABILITY / "grafana"
-SERVICES = ("books", "shop", "chat")
+# Every folder under services/ (deploy/service_registry.py), in the order of their ports, and
+# the port each declares: its host port in compose and its local port in make dev (design §8).
+REGISTRY = service_registry.load_services()
+SERVICES = tuple(REGISTRY)
+HOST_PORTS = {name: service.port for name, service in REGISTRY.items()}
 CONTAINER_PORT = 8000
-# design §8: the host port of each service (compose) and its local port (make dev).
-HOST_PORTS = {"books": 8001, "shop": 8002, "chat": 8003}
 READY_TIMEOUT = 30.0
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")

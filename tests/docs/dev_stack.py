@@ -4,19 +4,19 @@ stopped with Ctrl-C."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import pty
 import re
 import signal
 import subprocess
-import sys
 import termios
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+
+from chassis.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_BANNER = re.compile(r"make dev: ready in (\d+(?:\.\d+)?) s")
@@ -132,11 +132,4 @@ def port_free(port: int) -> bool:
 
 
 def _dev_runner() -> ModuleType:
-    name = "bookshop_dev_run"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "dev" / "run.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script(ROOT / "deploy" / "dev" / "run.py", "bookshop_dev_run")

@@ -18,11 +18,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import service_registry
 from dev_stack import READY_BANNER, ROOT, DevStack, port_free, stack_environment
 
 from chassis.testing import free_port
 
-SERVICES = ("books", "shop", "chat")
+SERVICES = tuple(service_registry.load_services())
 STARTUP_SECONDS = 180
 
 

@@ -25,6 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from e2e_stack import (
+    SERVICES,
     LocalStack,
     Stack,
     remote_stack_from_environment,
@@ -55,7 +56,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         Path(arg).resolve() == HERE or HERE in Path(arg).resolve().parents for arg in config.args
     ):
         return None
-    urls = {name: os.environ.get(f"E2E_{name.upper()}_URL") for name in ("books", "shop", "chat")}
+    urls = {name: os.environ.get(f"E2E_{name.upper()}_URL") for name in SERVICES}
     if any(urls.values()):
         return "e2e stack: the running one at " + ", ".join(
             f"{name} {url or '(unset)'}" for name, url in urls.items()

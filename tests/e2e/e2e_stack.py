@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import importlib.util
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
+import service_registry
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -44,12 +43,14 @@ from chassis.testing import (
     clean_environment,
     console_script,
     free_port,
+    load_script,
 )
 from chassis.testing.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-SERVICES = ("books", "shop", "chat")
+REGISTRY = service_registry.load_services()  # every folder under services/
+SERVICES = tuple(REGISTRY)
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"
 READY_TIMEOUT = 60.0
 # Short timings so that breakers, recovery and spans settle within seconds (design §7 defaults
@@ -391,8 +392,12 @@ class LocalStack(Stack):
     issuer: DevIssuer | None = None  # books trusts it; it signed shop's credential
 
     def books_token(self, *scopes: str) -> str:
+        return self.token_for("books", scopes)
+
+    def token_for(self, service: str, scopes: Iterable[str]) -> str:
+        """A token the stack's ``service`` accepts, holding ``scopes``."""
         assert self.issuer is not None
-        return self.issuer.mint(audience="books", scopes=scopes, subject="e2e")
+        return self.issuer.mint(audience=service, scopes=tuple(scopes), subject="e2e")
 
     local: ClassVar[bool] = True
 
@@ -410,6 +415,24 @@ class LocalStack(Stack):
         super().close()
         for process in self.processes.values():
             process.terminate(SHUTDOWN_GRACE_SECONDS + 5)
+
+
+def service_environment(
+    service: service_registry.ServiceManifest, ports: Mapping[str, int], issuer: DevIssuer
+) -> dict[str, str]:
+    """What a service's folder says it needs: its dependencies' URLs (with the scenarios'
+    short breaker), the issuer's key, and the tokens its service.yml lists."""
+    env = {"AUTH__PUBLIC_KEY": issuer.public_pem()}
+    for dependency in service.dependencies:
+        key = f"DEPENDENCIES__{dependency.upper().replace('-', '_')}"
+        env[f"{key}__BASE_URL"] = f"http://127.0.0.1:{ports[dependency]}"
+        env[f"{key}__BREAKER__OPEN_SECONDS"] = str(BREAKER_OPEN_SECONDS)
+        if dependency in service.credentials:
+            scopes = service.credentials[dependency]
+            env[f"{key}__TOKEN"] = issuer.mint(
+                audience=dependency, scopes=scopes, subject=service.name
+            )
+    return env
 
 
 def start_local_stack(
@@ -434,26 +457,17 @@ def start_local_stack(
         OTEL_BSP_SCHEDULE_DELAY="100",
         SHUTDOWN__GRACE_SECONDS=str(SHUTDOWN_GRACE_SECONDS),
     )
-    books_url = f"http://127.0.0.1:{ports['books']}"
-    chat_url = f"http://127.0.0.1:{ports['chat']}"
     issuer = DevIssuer.generate()
-    own: dict[str, dict[str, str]] = {
-        "books": {"AUTH__PUBLIC_KEY": issuer.public_pem()},
+    # What the scenarios tune beyond what every service gets from its folder.
+    scenario: dict[str, dict[str, str]] = {
         "shop": {
-            "DEPENDENCIES__BOOKS__BASE_URL": books_url,
-            "DEPENDENCIES__BOOKS__TOKEN": issuer.mint(
-                audience="books", scopes=["stock:reserve"], subject="shop"
-            ),
-            "DEPENDENCIES__CHAT__BASE_URL": chat_url,
-            "DEPENDENCIES__BOOKS__BREAKER__OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
-            "DEPENDENCIES__CHAT__BREAKER__OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
             "ORDERS__PENDING_GRACE_SECONDS": str(PENDING_GRACE_SECONDS),
             "ORDERS__RECOVERY_INTERVAL_SECONDS": str(RECOVERY_INTERVAL_SECONDS),
         },
-        "chat": {
-            "DEPENDENCIES__BOOKS__BASE_URL": books_url,
-            "DEPENDENCIES__BOOKS__BREAKER__OPEN_SECONDS": str(BREAKER_OPEN_SECONDS),
-        },
+    }
+    own = {
+        name: service_environment(service, ports, issuer) | scenario.get(name, {})
+        for name, service in REGISTRY.items()
     }
     processes = {
         name: ServiceProcess(
@@ -479,13 +493,12 @@ def start_local_stack(
         issuer=issuer,
     )
     try:
-        # Through the services' own commands: migrate all, then seed books (shop and chat have
-        # nothing to seed) while shop and chat start.
+        # Through the services' own commands, as make dev does: migrate all, seed all (a
+        # service with nothing to seed says so), start all.
         _run_commands(processes, {name: "migrate" for name in SERVICES})
-        processes["shop"].start(wait=False)
-        processes["chat"].start(wait=False)
-        _run_commands(processes, {"books": "seed"})
-        processes["books"].start(wait=False)
+        _run_commands(processes, {name: "seed" for name in SERVICES})
+        for process in processes.values():
+            process.start(wait=False)
         if prometheus_binary:
             prometheus_process, stack.prometheus = _start_prometheus(
                 prometheus_binary, workdir, ports
@@ -553,14 +566,7 @@ def _start_prometheus(
 
 
 def _renderer() -> Any:
-    name = "bookshop_prometheus_render"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RENDERER)
-        assert spec is not None
-        assert spec.loader is not None
-        module = sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script(RENDERER, "bookshop_prometheus_render")
 
 
 def remote_stack_from_environment() -> Stack | None:

@@ -40,6 +40,7 @@ from chassis.testing.processes import (
     console_script,
     free_port,
     is_machine_variable,
+    load_script,
 )
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ __all__ = [
     "free_port",
     "hermetic_environment",
     "hermetic_settings",
+    "load_script",
     "reset_logging",
     "service_client",
 ]

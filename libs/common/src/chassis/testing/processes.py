@@ -13,6 +13,7 @@ restarts on the same port, what operators see.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal as signals
@@ -22,6 +23,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self
 
 import httpx
@@ -45,6 +47,18 @@ def free_port() -> int:
 def console_script(name: str) -> Path:
     """The console script ``name`` installed next to this interpreter (what ``uv run`` runs)."""
     return Path(sys.executable).parent / name
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """The module of a script that belongs to no package (deploy/dev/run.py, say), loaded once
+    by path under ``name``."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def is_machine_variable(name: str) -> bool:

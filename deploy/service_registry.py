@@ -1,0 +1,137 @@
+"""The services of the repository: every folder ``services/<name>/`` holding a ``service.yml``.
+
+Each place that runs or checks every service (the Makefile's paths, Prometheus' targets, the dev
+stack, the end-to-end stack, the deploy tests) finds them here rather than in a list of its own,
+so a new service folder is part of them without an edit elsewhere. What a folder declares:
+
+    services/<name>/service.yml              port (make dev's, compose's host port: design §8),
+                                             credentials {dependency: [scopes]}
+    services/<name>/src/<package>/config.yml service.name (= <name>) and its dependencies
+
+It belongs to no package: scripts put deploy/ on ``sys.path`` and ``import service_registry``
+(pytest does so through ``pythonpath`` in pyproject.toml).
+
+    python deploy/service_registry.py            one line per service: name, port, dependencies
+    python deploy/service_registry.py --names    the names, space-separated (for the Makefile)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES_DIR = ROOT / "services"
+MANIFEST = "service.yml"
+NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class ServiceManifestError(ValueError):
+    """A service folder declares something inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ServiceManifest:
+    name: str
+    port: int
+    folder: Path
+    package: str  # the import name: the name with "-" as "_"
+    dependencies: tuple[str, ...] = ()
+    credentials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.folder / "src" / self.package
+
+    @property
+    def tests(self) -> Path:
+        return self.folder / "tests"
+
+
+def load_services(services_dir: Path = SERVICES_DIR) -> dict[str, ServiceManifest]:
+    """Every service by name, in the order of their ports; checked against each other."""
+    found = [_load(manifest) for manifest in sorted(services_dir.glob(f"*/{MANIFEST}"))]
+    services = {service.name: service for service in sorted(found, key=lambda s: s.port)}
+    _check_together(services)
+    return services
+
+
+def _load(manifest: Path) -> ServiceManifest:
+    folder = manifest.parent
+    name = folder.name
+    if not NAME.match(name):
+        raise ServiceManifestError(
+            f"{folder}: a service's folder name must be like reviews or gift-cards"
+        )
+    data = _yaml(manifest)
+    port = data.get("port")
+    if type(port) is not int or not 1024 <= port <= 65535:
+        raise ServiceManifestError(f"{manifest}: port must be a number from 1024 to 65535")
+    package = name.replace("-", "_")
+    config_file = folder / "src" / package / "config.yml"
+    config = _yaml(config_file)
+    declared = (config.get("service") or {}).get("name")
+    if declared != name:
+        raise ServiceManifestError(
+            f"{config_file}: service.name must be {name!r}, the folder's name"
+        )
+    dependencies = tuple(sorted(config.get("dependencies") or {}))
+    credentials = {
+        str(dependency): tuple(str(scope) for scope in scopes or ())
+        for dependency, scopes in (data.get("credentials") or {}).items()
+    }
+    stray = sorted(set(credentials) - set(dependencies))
+    if stray:
+        raise ServiceManifestError(
+            f"{manifest}: credentials for {stray}, which {config_file} does not declare "
+            "under dependencies"
+        )
+    return ServiceManifest(name, port, folder, package, dependencies, credentials)
+
+
+def _check_together(services: Mapping[str, ServiceManifest]) -> None:
+    by_port: dict[int, str] = {}
+    for service in services.values():
+        if service.port in by_port:
+            raise ServiceManifestError(
+                f"{service.name} and {by_port[service.port]} both declare port {service.port}"
+            )
+        by_port[service.port] = service.name
+        unknown = sorted(set(service.dependencies) - set(services))
+        if unknown:
+            raise ServiceManifestError(
+                f"{service.name} depends on {unknown}, which no folder under services/ is"
+            )
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ServiceManifestError(f"{path} is missing")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ServiceManifestError(f"{path} must hold a mapping")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--names", action="store_true", help="the names only, on one line")
+    args = parser.parse_args(argv)
+    services = load_services()
+    if args.names:
+        print(" ".join(services))
+        return 0
+    for service in services.values():
+        print(f"{service.name} {service.port} {','.join(service.dependencies) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
