@@ -422,3 +422,16 @@ def test_only_the_sqlstates_of_a_lost_connection_make_the_database_unavailable(
             assert session.execute(sa.text("SELECT 1")).scalar_one() == 1
     finally:
         database.dispose()
+
+
+def test_a_failing_statement_never_carries_its_bound_values(database: Database) -> None:
+    secret = "s3cret-card-4111111111111111"
+    with pytest.raises(sa.exc.SQLAlchemyError) as caught, database.engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO missing_table (name) VALUES (:name)"), {"name": secret}
+        )
+
+    rendered = "".join(traceback.format_exception(caught.value))
+    assert "missing_table" in rendered  # the statement still says what failed
+    assert secret not in rendered
+    assert "parameters hidden" in rendered

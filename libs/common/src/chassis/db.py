@@ -197,7 +197,9 @@ def _sqlstate(error: BaseException) -> str:
 def _create_engine(url: str, section: DatabaseSection) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    options: dict[str, Any] = {"echo": section.echo}
+    # Bound values (a customer's name, a token, whatever a handler stores) never reach an
+    # exception's text, and so never an "unhandled error" log line or database.echo's output.
+    options: dict[str, Any] = {"echo": section.echo, "hide_parameters": True}
     pooled = {
         "pool_size": section.pool_size,
         "max_overflow": section.max_overflow,
