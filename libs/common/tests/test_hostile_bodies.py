@@ -8,7 +8,8 @@ own OpenAPI document: an endpoint added tomorrow is covered without a change her
 - a body without a Content-Type, or with one the operation does not take: 415 listing the
   accepted types (detail, ``accepted``, ``Accept`` and ``Accept-Post``/``Accept-Patch``);
 - the media type in other letters (``APPLICATION/JSON``): answered exactly as in lower case;
-- every operation with a body declares that 415 in the document it serves.
+- every operation with a body declares that 415, and the 413 of an oversized body, in the
+  document it serves.
 
 The tiny service and a service of this file's own check the same from the handler's side: a
 body sent as ``APPLICATION/JSON`` arrives parsed, and an optional body may still be absent.
@@ -251,7 +252,7 @@ def test_the_media_type_in_other_letters_is_answered_as_in_lower_case(
 
 
 @pytest.mark.parametrize("running", list(SERVICES), indirect=True)
-def test_every_operation_with_a_body_declares_its_415(running: TestClient) -> None:
+def test_every_operation_with_a_body_declares_its_415_and_413(running: TestClient) -> None:
     document = running.get("/openapi.json").json()
     with_body = [
         (path, method, operation)
@@ -265,9 +266,13 @@ def test_every_operation_with_a_body_declares_its_415(running: TestClient) -> No
         assert declared, f"{method.upper()} {path} declares no 415"
         assert "application/problem+json" in declared["content"]
         assert "Accept" in declared["headers"]
+        too_large = operation["responses"].get("413")
+        assert too_large, f"{method.upper()} {path} declares no 413"
+        assert "65536 bytes" in too_large["description"]
     for path, method, operation in _operations(document):
         if "requestBody" not in operation:
             assert "415" not in operation["responses"], f"{method.upper()} {path}"
+            assert "413" not in operation["responses"], f"{method.upper()} {path}"
 
 
 # -- the handler's side -------------------------------------------------------------------------
@@ -281,6 +286,17 @@ def test_a_body_sent_as_upper_case_json_reaches_the_handler_parsed(service: Serv
 
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "Ann"
+
+
+def test_the_json_depth_limit_is_a_setting(make_service: Callable[..., Service]) -> None:
+    nested = b'{"name": ' + b"[" * 5 + b"]" * 5 + b"}"  # six levels
+    json_body = {"Content-Type": "application/json"}
+    with service_client(make_service(HTTP__MAX_JSON_DEPTH="5")) as client:
+        refused = client.post("/items", content=nested, headers=json_body)
+    assert "nested deeper than 5 levels" in assert_problem(refused, 400, "body")["detail"]
+    with service_client(make_service(HTTP__MAX_JSON_DEPTH="6")) as client:
+        validated = client.post("/items", content=nested, headers=json_body)
+    assert "nested deeper" not in validated.text  # reached validation: name is no string
 
 
 def test_a_binary_body_without_its_content_type_is_a_415(service: Service) -> None:

@@ -49,6 +49,8 @@ class HttpSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Deeper JSON is a 400 before any parser recurses into it (Python's own limit is ~1000).
+    max_json_depth: int = Field(default=64, ge=2, le=500)
     validate_responses: bool = False
     # Worker threads for plain `def` handlers; default: database.pool_size.
     handler_threads: int | None = Field(default=None, ge=1, le=512)

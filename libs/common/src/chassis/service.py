@@ -12,7 +12,7 @@ Layers, outermost first (each a small ASGI middleware):
                           (chassis.auth), validation -> ProblemMiddleware -> HandlerApp
 
 Every operation with a request body gets a 415 answer in the OpenAPI document it serves
-(:func:`~chassis.middleware.media_types.declare_unsupported_media_type`), since the chassis
+(:func:`~chassis.middleware.media_types.declare_body_answers`, with its 413), since the chassis
 answers one to a body without a Content-Type or with one the operation does not take.
 """
 
@@ -48,7 +48,7 @@ from chassis.metrics import ServiceMetrics
 from chassis.middleware import faults as faults_middleware
 from chassis.middleware.allow import AllowHeaderMiddleware
 from chassis.middleware.api_docs import ApiDocsMiddleware
-from chassis.middleware.media_types import declare_unsupported_media_type
+from chassis.middleware.media_types import declare_body_answers
 from chassis.middleware.problems import ProblemMiddleware
 from chassis.middleware.request_body import RequestBodyMiddleware
 from chassis.middleware.security_headers import SecurityHeadersMiddleware
@@ -225,7 +225,9 @@ class Service:
         )
         # Before the first request or lifespan, when the middlewares take the loaded document.
         loaded = app.apis[-1].specification
-        declare_unsupported_media_type(loaded.raw, loaded.spec)
+        declare_body_answers(
+            loaded.raw, loaded.spec, max_body_bytes=self.settings.http.max_body_bytes
+        )
         if verifier is not None:
             auth.declare_auth_responses(loaded.raw, loaded.spec)
         return app
@@ -251,7 +253,11 @@ class Service:
             stack = self.faults = faults_middleware.FaultInjectionMiddleware(
                 stack, token=faults.token.get_secret_value(), routes=routes
             )
-        stack = RequestBodyMiddleware(stack, max_body_bytes=self.settings.http.max_body_bytes)
+        stack = RequestBodyMiddleware(
+            stack,
+            max_body_bytes=self.settings.http.max_body_bytes,
+            max_json_depth=self.settings.http.max_json_depth,
+        )
         stack = AllowHeaderMiddleware(stack, routes=routes, allowed=spec_methods(document))
         stack = SecurityHeadersMiddleware(stack)
         return TelemetryMiddleware(

@@ -10,7 +10,7 @@ Without a Content-Type connexion validated the body as the operation's first med
 the handler again got raw bytes. The request validation of an operation with a body answers
 :class:`UnsupportedMediaType` instead: a 415 whose detail names the types it accepts, also
 given as ``Accept`` (RFC 9110 §15.5.16) and, for POST and PATCH, ``Accept-Post`` (W3C LDP) and
-``Accept-Patch`` (RFC 5789). :func:`declare_unsupported_media_type` documents that answer in the
+``Accept-Patch`` (RFC 5789). :func:`declare_body_answers` documents that answer (and the 413) in the
 service's OpenAPI document, so clients and schemathesis know it.
 """
 
@@ -24,6 +24,7 @@ from starlette.types import Scope
 from chassis.errors import PROBLEM_CONTENT_TYPE, ProblemError
 
 STATUS = 415
+TOO_LARGE = 413
 ACCEPT_BY_METHOD = {"post": "Accept-Post", "patch": "Accept-Patch"}
 MAX_ECHOED = 100  # characters of the refused media type quoted back
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -76,9 +77,11 @@ def accept_headers(method: str, accepted: str) -> dict[str, str]:
     return headers
 
 
-def declare_unsupported_media_type(raw: dict[str, Any], resolved: dict[str, Any]) -> None:
-    """Adds the 415 answer to every operation of ``raw`` with a request body, unless it
-    declares one already.
+def declare_body_answers(
+    raw: dict[str, Any], resolved: dict[str, Any], *, max_body_bytes: int
+) -> None:
+    """Adds the 415 and 413 answers to every operation of ``raw`` with a request body, unless
+    it declares them already.
 
     connexion keeps an OpenAPI document twice: as written (``raw``), from which it serves
     ``/openapi.json`` and Swagger UI, and with its references resolved (``resolved``), which
@@ -97,7 +100,32 @@ def declare_unsupported_media_type(raw: dict[str, Any], resolved: dict[str, Any]
             if not body or not body.get("content") or not isinstance(written, dict):
                 continue
             answer = unsupported_media_type_response(method, list(body["content"]))
-            written.setdefault("responses", {}).setdefault(str(STATUS), answer)
+            responses = written.setdefault("responses", {})
+            responses.setdefault(str(STATUS), answer)
+            responses.setdefault(str(TOO_LARGE), body_too_large_response(max_body_bytes))
+
+
+def body_too_large_response(max_body_bytes: int) -> dict[str, Any]:
+    """The OpenAPI response object of a body over ``http.max_body_bytes``
+    (chassis.middleware.request_body)."""
+    string = {"type": "string"}
+    return {
+        "description": f"Content Too Large: the body is over {max_body_bytes} bytes",
+        "content": {
+            PROBLEM_CONTENT_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": dict(string),
+                        "title": dict(string),
+                        "status": {"type": "integer"},
+                        "detail": dict(string),
+                    },
+                }
+            }
+        },
+    }
 
 
 def unsupported_media_type_response(method: str, accepted: Sequence[str]) -> dict[str, Any]:
