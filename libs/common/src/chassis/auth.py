@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from chassis.config import AuthSection, ConfigError
-from chassis.errors import ProblemError
+from chassis.errors import ProblemError, problem_content
 
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub")
 # What a key of each kind may have signed with; "none" and HMAC are never accepted (a service
@@ -223,24 +223,13 @@ AUTH_ANSWERS = {
 
 
 def _auth_response(description: str) -> dict[str, Any]:
-    string = {"type": "string"}
     return {
         "description": description,
         "headers": {
-            "WWW-Authenticate": {"description": "The RFC 6750 challenge", "schema": string}
-        },
-        "content": {
-            "application/problem+json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": string,
-                        "title": string,
-                        "status": {"type": "integer"},
-                        "detail": string,
-                    },
-                }
+            "WWW-Authenticate": {
+                "description": "The RFC 6750 challenge",
+                "schema": {"type": "string"},
             }
         },
+        "content": problem_content(),
     }

@@ -41,6 +41,27 @@ DATABASE_UNAVAILABLE_DETAIL = "the database is unavailable"
 DATABASE_POOL_EXHAUSTED_DETAIL = "the database is unavailable: its connection pool is exhausted"
 
 
+def problem_content(**extra_properties: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``content`` of a problem+json answer (a response object's), with any
+    extension members it carries."""
+    string = {"type": "string"}
+    return {
+        PROBLEM_CONTENT_TYPE: {
+            "schema": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail"],
+                "properties": {
+                    "type": dict(string),
+                    "title": dict(string),
+                    "status": {"type": "integer"},
+                    "detail": dict(string),
+                    **extra_properties,
+                },
+            }
+        }
+    }
+
+
 class ChassisError(Exception):
     """Root of every exception the chassis raises on purpose."""
 

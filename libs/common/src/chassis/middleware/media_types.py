@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.types import Scope
 
-from chassis.errors import PROBLEM_CONTENT_TYPE, ProblemError
+from chassis.errors import ProblemError, problem_content
 
 STATUS = 415
 TOO_LARGE = 413
@@ -108,23 +108,9 @@ def declare_body_answers(
 def body_too_large_response(max_body_bytes: int) -> dict[str, Any]:
     """The OpenAPI response object of a body over ``http.max_body_bytes``
     (chassis.middleware.request_body)."""
-    string = {"type": "string"}
     return {
         "description": f"Content Too Large: the body is over {max_body_bytes} bytes",
-        "content": {
-            PROBLEM_CONTENT_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": dict(string),
-                        "title": dict(string),
-                        "status": {"type": "integer"},
-                        "detail": dict(string),
-                    },
-                }
-            }
-        },
+        "content": problem_content(),
     }
 
 
@@ -141,19 +127,5 @@ def unsupported_media_type_response(method: str, accepted: Sequence[str]) -> dic
             name: {"description": "The media types a body may have", "schema": dict(string)}
             for name in accept_headers(method, listed)
         },
-        "content": {
-            PROBLEM_CONTENT_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": dict(string),
-                        "title": dict(string),
-                        "status": {"type": "integer"},
-                        "detail": dict(string),
-                        "accepted": {"type": "array", "items": dict(string)},
-                    },
-                }
-            }
-        },
+        "content": problem_content(accepted={"type": "array", "items": dict(string)}),
     }
