@@ -12,7 +12,7 @@ It belongs to no package: scripts put deploy/ on ``sys.path`` and ``import servi
 (pytest does so through ``pythonpath`` in pyproject.toml).
 
     python deploy/service_registry.py            one line per service: name, port, dependencies
-    python deploy/service_registry.py --names    the names, space-separated (for the Makefile)
+    python deploy/service_registry.py --names    the names, space-separated
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ class ServiceManifest:
     @property
     def config_dir(self) -> Path:
         return self.folder / "src" / self.package
-
-    @property
-    def tests(self) -> Path:
-        return self.folder / "tests"
 
 
 def load_services(services_dir: Path = SERVICES_DIR) -> dict[str, ServiceManifest]:
