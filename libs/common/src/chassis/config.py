@@ -27,6 +27,8 @@ CONFIG_FILE = "config.yml"
 NESTING = "__"
 FILE_SUFFIX = "_FILE"
 ALIASES = {"DATABASE_URL": ("database", "url")}
+# The `iss` of chassis.dev_issuer's tokens, which auth.issuer accepts unless set otherwise.
+DEV_ISSUER = "bookshop-dev"
 
 
 class ConfigError(Exception):
@@ -124,7 +126,7 @@ class AuthSection(Section):
     enabled: bool = True
     # PEM; AUTH__PUBLIC_KEY_FILE names a file holding it. Required when operations are secured.
     public_key: str | None = None
-    issuer: str = "bookshop-dev"
+    issuer: str = DEV_ISSUER
     audience: str | None = None  # default: service.name
     leeway_seconds: float = Field(default=30.0, ge=0, le=300)
 

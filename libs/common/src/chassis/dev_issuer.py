@@ -23,10 +23,12 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from chassis.config import DEV_ISSUER
+
 PRIVATE_KEY = "issuer.key"
 PUBLIC_KEY = "issuer.pub"
 ALGORITHM = "ES256"
-DEFAULT_ISSUER = "bookshop-dev"
+DEFAULT_ISSUER = DEV_ISSUER
 DEFAULT_TTL_SECONDS = 3600
 
 
