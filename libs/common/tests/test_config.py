@@ -91,6 +91,24 @@ def test_nested_environment_keys_build_a_dependency(config_dir: Path) -> None:
     assert settings.dependencies["chat"].critical is True
 
 
+def test_a_variable_sets_a_dependency_whose_name_has_a_hyphen(tmp_path: Path) -> None:
+    """A variable cannot spell "-": GIFT_CARDS is the gift-cards the config file declares."""
+    write(
+        tmp_path / "config.yml",
+        "service: {name: shop}\ndependencies:\n  gift-cards: {base_url: 'http://x:1'}\n",
+    )
+    environ = {
+        "DEPENDENCIES__GIFT_CARDS__BASE_URL": "http://gift-cards:8000",
+        "DEPENDENCIES__NEW_ONE__BASE_URL": "http://new:8000",
+    }
+
+    settings = load_settings(Settings, tmp_path, environ=environ)
+
+    assert settings.dependencies["gift-cards"].base_url == "http://gift-cards:8000"
+    assert "gift_cards" not in settings.dependencies
+    assert settings.dependencies["new_one"].base_url == "http://new:8000"  # none to match
+
+
 def test_secret_file_overrides_the_plain_variable(config_dir: Path, tmp_path: Path) -> None:
     secret = write(tmp_path / "port", "8400\n")
     environ = {"HTTP__PORT": "8300", "HTTP__PORT_FILE": str(secret)}

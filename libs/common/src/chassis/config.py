@@ -183,7 +183,7 @@ def load_settings(
         if not _is_nested(field.annotation)
     }
     top_level = set(settings_class.model_fields)
-    _deep_merge(merged, _from_environment(environ, top_level, scalars))
+    _deep_merge(merged, _with_file_names(_from_environment(environ, top_level, scalars), merged))
     try:
         return settings_class.model_validate(merged)
     except ValidationError as exc:
@@ -264,6 +264,19 @@ def _set_path(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None
             child = target[part] = {}
         target = child
     target[path[-1]] = value
+
+
+def _with_file_names(values: dict[str, Any], files: Mapping[str, Any]) -> dict[str, Any]:
+    """A variable cannot spell ``-``: DEPENDENCIES__GIFT_CARDS__BASE_URL sets the key the files
+    name ``gift-cards`` (a service's name), not a new ``gift_cards``."""
+    aligned: dict[str, Any] = {}
+    for key, value in values.items():
+        spelled = next((k for k in files if k != key and k.replace("-", "_") == key), key)
+        inner = files.get(spelled)
+        if isinstance(value, dict) and isinstance(inner, Mapping):
+            value = _with_file_names(value, inner)
+        aligned[spelled] = value
+    return aligned
 
 
 def _deep_merge(target: dict[str, Any], overlay: Mapping[str, Any]) -> None:
