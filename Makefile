@@ -18,7 +18,11 @@ TOKEN_SECONDS ?= 3600
 STACK ?= dev
 LOAD_USERS ?= 20
 LOAD_SECONDS ?= 60
-COMPOSE := docker compose -f deploy/compose/compose.yaml
+# compose.yaml (the infrastructure, the templates) and what generate.py makes of the service
+# folders: every compose target writes generated/ first (COMPOSE_GENERATE), so it is never stale.
+COMPOSE := docker compose -f deploy/compose/compose.yaml -f deploy/compose/generated/services.yaml
+# It needs PyYAML only: run apart from the workspace, so `make up` installs nothing else.
+COMPOSE_GENERATE = uv run --quiet --no-project --with pyyaml python deploy/compose/generate.py
 CHART := deploy/helm/bookshop
 # helm on PATH, else where `go install` puts it (.ci/run builds it so).
 HELM ?= $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH 2>/dev/null | cut -d: -f1)/bin/helm")
@@ -38,7 +42,7 @@ exit 1; }
 .PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install every workspace package and the dev tools from uv.lock into .venv
 	$(REQUIRE_UV)
@@ -64,7 +68,7 @@ test: check ## Everything that can run here: check, then e2e, deploy and docs (P
 
 bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a books outage
 	$(REQUIRE_UV)
-	uv run python bench/run.py
+	uv run --all-packages python bench/run.py
 	uv run python bench/breaker_outage.py
 
 books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_URL is set)
@@ -72,11 +76,14 @@ books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_
 	mkdir -p .dev
 	uv run python -m chassis.dev_issuer keys .dev/auth >/dev/null
 	export DATABASE_URL='$(DATABASE_URL)' AUTH__PUBLIC_KEY_FILE=.dev/auth/issuer.pub \
-		&& uv run books migrate && uv run books seed && uv run books serve --port $(BOOKS_PORT)
+		&& uv run --all-packages books migrate && uv run books seed \
+		&& uv run books serve --port $(BOOKS_PORT)
 
 token: ## Print a token for books' writes: SCOPE=catalog:write (or stock:reserve); STACK=compose for make up
 ifeq ($(STACK),compose)
 	$(REQUIRE_COMPOSE)
+	$(REQUIRE_UV)
+	@$(COMPOSE_GENERATE)
 	@$(COMPOSE) run --rm --no-deps -T auth-init python -m chassis.dev_issuer mint /run/auth \
 		--scope '$(SCOPE)' --audience '$(AUDIENCE)' --ttl $(TOKEN_SECONDS)
 else
@@ -85,9 +92,9 @@ else
 		--audience '$(AUDIENCE)' --ttl $(TOKEN_SECONDS)
 endif
 
-dev: ## Run books, shop, chat (+ Prometheus) locally on :8001-8003 (BOOKS_PORT=... etc.; DATABASE_URL=postgresql://... optional)
+dev: ## Run every service (+ Prometheus) locally, each on its service.yml port (BOOKS_PORT=... etc.; DATABASE_URL=postgresql://... optional)
 	$(REQUIRE_UV)
-	uv run python deploy/dev/run.py start
+	uv run --all-packages python deploy/dev/run.py start
 
 break: ## Inject a fault into a running stack: SERVICE=books, FAULT='{"error_rate":0.5}' (default outage)
 	$(REQUIRE_UV)
@@ -99,20 +106,20 @@ heal: ## Remove the faults of SERVICE=books in a running stack
 
 e2e: ## End-to-end tests: own stack on free ports, or a running one via E2E_*_URL (PYTEST_ARGS=...)
 	$(REQUIRE_UV)
-	uv run pytest $(PYTEST_ARGS) tests/e2e
+	uv run --all-packages pytest $(PYTEST_ARGS) tests/e2e
 
 load: ## Headless locust run (LOAD_USERS=20, LOAD_SECONDS=60) against the stack on :8001-8003
 	$(REQUIRE_UV)
-	LOAD_USERS=$(LOAD_USERS) LOAD_SECONDS=$(LOAD_SECONDS) uv run python tests/load/run.py
+	LOAD_USERS=$(LOAD_USERS) LOAD_SECONDS=$(LOAD_SECONDS) uv run --all-packages python tests/load/run.py
 
 up: ## Build the images and start the compose stack (Docker Compose v2), then print its URLs
 	$(REQUIRE_COMPOSE)
+	$(REQUIRE_UV)
+	$(COMPOSE_GENERATE)
 	GIT_COMMIT=$(GIT_COMMIT) $(COMPOSE) build
-	$(COMPOSE) up -d --wait
+	$(COMPOSE) up -d --wait --remove-orphans
 	@echo "bookshop is up (make logs, make ps, make down):"
-	@echo "  books       http://localhost:8001/books   API docs http://localhost:8001/ui/"
-	@echo "  shop        http://localhost:8002/orders  API docs http://localhost:8002/ui/"
-	@echo "  chat        http://localhost:8003/        API docs http://localhost:8003/ui/"
+	@$(COMPOSE_GENERATE) --urls
 	@echo "  Jaeger      http://localhost:16686"
 	@echo "  Prometheus  http://localhost:9090         alerts http://localhost:9090/alerts"
 	@echo "  Grafana     http://localhost:3000         (anonymous viewer; admin/admin to edit)"
@@ -120,14 +127,20 @@ up: ## Build the images and start the compose stack (Docker Compose v2), then pr
 
 down: ## Stop the compose stack and remove its containers (VOLUMES=1 deletes its data too)
 	$(REQUIRE_COMPOSE)
-	$(COMPOSE) --profile load down $(if $(VOLUMES),--volumes)
+	$(REQUIRE_UV)
+	@$(COMPOSE_GENERATE)
+	$(COMPOSE) --profile load down --remove-orphans $(if $(VOLUMES),--volumes)
 
 logs: ## Follow the logs of the compose stack
 	$(REQUIRE_COMPOSE)
+	$(REQUIRE_UV)
+	@$(COMPOSE_GENERATE)
 	$(COMPOSE) logs --follow --tail=100
 
 ps: ## List the containers of the compose stack and their health
 	$(REQUIRE_COMPOSE)
+	$(REQUIRE_UV)
+	@$(COMPOSE_GENERATE)
 	$(COMPOSE) --profile load ps --all
 
 helm: ## Lint (--strict) and render the Helm chart, with its default and its ci/ values
@@ -140,3 +153,4 @@ helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run shows the build flags)" >&2; exit 1; }
 		-f $(CHART)/ci/full-values.yaml >/dev/null
 	@echo "chart OK; objects validated against the Kubernetes schemas by: \
 uv run pytest tests/deploy/test_helm.py"
+

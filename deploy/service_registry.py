@@ -5,7 +5,8 @@ stack, the end-to-end stack, the deploy tests) finds them here rather than in a 
 so a new service folder is part of them without an edit elsewhere. What a folder declares:
 
     services/<name>/service.yml              port (make dev's, compose's host port: design §8),
-                                             credentials {dependency: [scopes]}
+                                             credentials {dependency: [scopes]}, home (the
+                                             path a person opens first; /ui/ by default)
     services/<name>/src/<package>/config.yml service.name (= <name>) and its dependencies
 
 It belongs to no package: scripts put deploy/ on ``sys.path`` and ``import service_registry``
@@ -18,6 +19,7 @@ It belongs to no package: scripts put deploy/ on ``sys.path`` and ``import servi
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 from collections.abc import Mapping
@@ -45,6 +47,7 @@ class ServiceManifest:
     package: str  # the import name: the name with "-" as "_"
     dependencies: tuple[str, ...] = ()
     credentials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    home: str = "/ui/"
 
     @property
     def config_dir(self) -> Path:
@@ -89,7 +92,38 @@ def _load(manifest: Path) -> ServiceManifest:
             f"{manifest}: credentials for {stray}, which {config_file} does not declare "
             "under dependencies"
         )
-    return ServiceManifest(name, port, folder, package, dependencies, credentials)
+    home = data.get("home", "/ui/")
+    if not isinstance(home, str) or not home.startswith("/"):
+        raise ServiceManifestError(f"{manifest}: home must be a path such as /ui/")
+    return ServiceManifest(name, port, folder, package, dependencies, credentials, home)
+
+
+def env_name(name: str) -> str:
+    """A service's name as it starts an environment variable: gift-cards -> GIFT_CARDS."""
+    return name.upper().replace("-", "_")
+
+
+def settings_class(service: ServiceManifest) -> type[Any]:
+    """The one subclass of the chassis' Settings that ``<package>.settings`` defines (every
+    service's convention, the template's too); the package must be installed."""
+    from chassis.config import Settings
+
+    module = importlib.import_module(f"{service.package}.settings")
+    (found,) = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, Settings)
+        and value is not Settings
+        and value.__module__ == module.__name__
+    ]
+    return found
+
+
+def banner_line(service: ServiceManifest, base_url: str) -> str:
+    """The line a stack prints for ``service`` once it is up: what a person opens first."""
+    docs = "" if service.home == "/ui/" else "   (API docs at /ui/)"
+    return f"  {service.name:<11} {base_url}{service.home}{docs}"
 
 
 def _check_together(services: Mapping[str, ServiceManifest]) -> None:

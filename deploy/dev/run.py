@@ -327,9 +327,8 @@ def stack_environment(
     return env
 
 
-def variable(name: str) -> str:
-    """A service's name as it starts an environment variable: gift-cards -> GIFT_CARDS."""
-    return name.upper().replace("-", "_")
+# gift-cards -> GIFT_CARDS, as a service's name starts an environment variable.
+variable = service_registry.env_name
 
 
 def procfile_text(services: Mapping[str, service_registry.ServiceManifest] = REGISTRY) -> str:
@@ -448,7 +447,10 @@ def print_banner(
         )
     print(
         "\n" + headline,
-        *(service_line(name, f"{url}:{port}") for name, port in ports.items()),
+        *(
+            service_registry.banner_line(REGISTRY[name], f"{url}:{port}")
+            for name, port in ports.items()
+        ),
         f"  prometheus  {prometheus}",
         f"  traces      {traces}",
         "  health      /health/live, /health/ready, /metrics and /info on every service",
@@ -461,16 +463,6 @@ def print_banner(
         sep="\n",
         flush=True,
     )
-
-
-def service_line(name: str, url: str) -> str:
-    """The banner's line of one service: what to open first."""
-    shown = {
-        "books": f"{url}/ui/   (catalog: {url}/books)",
-        "shop": f"{url}/ui/   (orders: {url}/orders)",
-        "chat": f"{url}/      (the chat page; API at /ui/)",
-    }
-    return f"  {name:<11} {shown.get(name, f'{url}/ui/')}"
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:

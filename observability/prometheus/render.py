@@ -16,11 +16,12 @@ given file out of date)::
 
     python observability/prometheus/render.py local --interval 2s --output .dev/prometheus.yml
     python observability/prometheus/render.py compose --interval 5s \\
-        --rule-file /etc/prometheus/rules/*.yml --check observability/prometheus/prometheus.yml
+        --rule-file /etc/prometheus/rules/*.yml --output deploy/compose/generated/prometheus.yml
 
 From Python (the module has no package; load it by path)::
 
-    config(mode, *, interval="15s", ports=None, host="127.0.0.1", rule_files=()) -> dict
+    config(mode, *, interval="15s", ports=None, host="127.0.0.1", rule_files=(),
+           registry=None) -> dict        # registry: service_registry.load_services() by default
     render(mode, **same) -> str      # YAML text with a "generated" header
 """
 
@@ -54,12 +55,16 @@ class Targets:
     services: dict[str, int]  # name -> local / host port
 
 
-def load_targets(path: Path = TARGETS) -> Targets:
+def load_targets(
+    path: Path = TARGETS,
+    registry: Mapping[str, service_registry.ServiceManifest] | None = None,
+) -> Targets:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    registry = service_registry.load_services() if registry is None else registry
     return Targets(
         metrics_path=str(data["metrics_path"]),
         container_port=int(data["container_port"]),
-        services={name: service.port for name, service in service_registry.load_services().items()},
+        services={name: service.port for name, service in registry.items()},
     )
 
 
@@ -90,9 +95,10 @@ def config(
     ports: Mapping[str, int] | None = None,
     host: str = "127.0.0.1",
     rule_files: Iterable[str] = (),
+    registry: Mapping[str, service_registry.ServiceManifest] | None = None,
 ) -> dict[str, Any]:
     """A complete prometheus.yml as a mapping (add sections such as ``alerting`` to it)."""
-    targets = load_targets()
+    targets = load_targets(registry=registry)
     timeout = _timeout(interval)
     rendered: dict[str, Any] = {
         "global": {

@@ -8,6 +8,7 @@ the server) check what only they can. Under CI a missing tool fails instead of s
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -20,13 +21,15 @@ from typing import Any
 import httpx
 import pytest
 import service_registry
-import yaml
 
+from chassis.testing import load_script
 from chassis.testing.plugin import running_in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
+# deploy/compose/generate.py: the services' half of the stack, made from the service folders.
+GENERATE = load_script(COMPOSE_DIR / "generate.py", "compose_generate")
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 OBSERVABILITY = ROOT / "observability"
@@ -52,6 +55,16 @@ def require(tool: str) -> str:
             pytest.fail(f"CI requires it: {message}", pytrace=False)
         pytest.skip(message)
     return path
+
+
+def find_helm() -> str | None:
+    """helm on PATH, or where `go install` puts it (GOBIN, else GOPATH/bin, else ~/go/bin)."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    gopath = os.environ.get("GOPATH", str(Path.home() / "go")).split(os.pathsep)[0]
+    candidate = Path(os.environ.get("GOBIN") or Path(gopath) / "bin") / "helm"
+    return str(candidate) if candidate.is_file() else None
 
 
 def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
@@ -83,8 +96,9 @@ def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
 
 
 def load_compose() -> dict[str, Any]:
-    """compose.yaml as written (YAML anchors and merge keys resolved, variables not)."""
-    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    """The stack `make up` runs: compose.yaml with generated/services.yaml merged in, as
+    generate.py makes it from the service folders (YAML anchors resolved, variables not)."""
+    data: dict[str, Any] = GENERATE.stack(REGISTRY)
     return data
 
 

@@ -1,4 +1,5 @@
-"""deploy/compose/compose.yaml: valid Compose, and consistent with the services it runs.
+"""The compose stack (deploy/compose/compose.yaml with what generate.py makes of the service
+folders): valid Compose, and consistent with the services it runs.
 
 The consistency tests load each service's settings exactly as the container would (its
 config.yml, the production profile the image selects, the compose environment) so that a
@@ -10,7 +11,6 @@ really writes, and the files each service could see are known.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import re
@@ -26,13 +26,16 @@ from urllib.parse import urlsplit
 import jsonschema
 import jwt
 import pytest
+import service_registry
 import yaml
 from deploy_support import (
     COMPOSE_DIR,
     COMPOSE_FILE,
     CONTAINER_PORT,
     DOCKERFILE,
+    GENERATE,
     HOST_PORTS,
+    REGISTRY,
     ROOT,
     SERVICES,
     host_ports,
@@ -42,17 +45,18 @@ from deploy_support import (
 from pydantic import BaseModel
 
 from chassis.auth import Forbidden, TokenVerifier
-from chassis.config import ALIASES, FILE_SUFFIX, NESTING, PROFILE_VARIABLE, load_settings
+from chassis.config import (
+    ALIASES,
+    FILE_SUFFIX,
+    NESTING,
+    PROFILE_VARIABLE,
+    load_settings,
+)
 from chassis.dev_issuer import PRIVATE_KEY, PUBLIC_KEY
 from chassis.endpoints import READY
 from chassis.info import COMMIT_VARIABLE
 
 SCHEMA = Path(__file__).parent / "compose-spec" / "compose-spec.json"
-SETTINGS = {
-    "books": ("books.settings", "BooksSettings"),
-    "shop": ("shop.settings", "ShopSettings"),
-    "chat": ("chat.settings", "ChatSettings"),
-}
 # The OpenTelemetry SDK variables a compose file may set (design §5; chassis/tracing.py).
 OTEL_VARIABLES = {
     "OTEL_SERVICE_NAME",
@@ -73,7 +77,10 @@ MEBIBYTE = 1024 * 1024
 STACK_MEMORY_BUDGET = 1536 * MEBIBYTE  # Docker's "1.5g"
 _UNITS = {"b": 1, "k": 1024, "m": MEBIBYTE, "g": 1024 * MEBIBYTE}
 AUTH_INIT = "auth-init"
-# What books and shop read from the `auth` volume, mounted read-only at /run/auth.
+# Where every service reads the issuer's public key (`auth-public`), where those presenting
+# tokens read theirs (`auth`), both read-only; where locust reads its own (`auth-load`).
+PUBLIC_DIR = "/run/auth/public"
+TOKENS_DIR = "/run/auth/shared"
 AUTH_DIR = "/run/auth"
 SHOP_TOKEN = "shop-books.jwt"
 LOCUST_TOKEN = "locust-books.jwt"
@@ -81,13 +88,11 @@ TOKEN_SECONDS = 7 * 24 * 3600
 
 
 def settings_class(service: str) -> type[Any]:
-    module, name = SETTINGS[service]
-    cls: type[Any] = getattr(importlib.import_module(module), name)
-    return cls
+    return service_registry.settings_class(REGISTRY[service])
 
 
 def service_dir(service: str) -> Path:
-    return Path(importlib.import_module(SETTINGS[service][0]).__file__ or "").parent
+    return REGISTRY[service].config_dir
 
 
 def image_environment() -> dict[str, str]:
@@ -197,7 +202,10 @@ def run_auth_init(compose: dict[str, Any], root: Path) -> dict[str, Path]:
     assert (shell, flag) == ("sh", "-c")
     result = subprocess.run(
         ["sh", "-c", pattern.sub(lambda match: str(place[match.group(0)]), script)],
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},  # the image's python
+        env={  # the image's python, and what compose sets
+            **{key: str(value) for key, value in service.get("environment", {}).items()},
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        },
         capture_output=True,
         text=True,
         check=False,
@@ -270,9 +278,11 @@ def test_the_schema_rejects_what_compose_rejects() -> None:
     != 0,
     reason="`docker compose` is not installed here; the JSON schema test covers the file",
 )
-def test_docker_compose_accepts_the_file() -> None:
+def test_docker_compose_accepts_the_files(tmp_path: Path) -> None:
+    GENERATE.write(REGISTRY, tmp_path)
+    services = tmp_path / GENERATE.SERVICES_FILE.name
     result = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        ["docker", "compose", "-f", str(COMPOSE_FILE), "-f", str(services), "config", "--quiet"],
         capture_output=True,
         text=True,
         check=False,
@@ -310,9 +320,13 @@ def test_one_shots_that_run_in_turn_are_told_apart(compose: dict[str, Any]) -> N
     assert starts_after_completion(compose, "books", "books-migrate")
     assert starts_after_completion(compose, "locust", "books-migrate")  # through books
     assert not starts_after_completion(compose, "books-migrate", "books")
-    assert not starts_after_completion(compose, "chat-migrate", "books-migrate")
     for name in SERVICES:
         assert starts_after_completion(compose, f"{name}-migrate", AUTH_INIT), name
+    # the migrations one after another, in the order of the ports: their memory counts once
+    for earlier, later in itertools.pairwise(SERVICES):
+        assert starts_after_completion(compose, f"{later}-migrate", f"{earlier}-migrate")
+        assert not starts_after_completion(compose, f"{earlier}-migrate", f"{later}-migrate")
+        assert not starts_after_completion(compose, f"{later}-migrate", earlier), "no wait"
 
 
 def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
@@ -564,8 +578,9 @@ def test_auth_init_makes_the_key_pair_once_and_the_tokens_at_each_run(
     assert shop_files[token_file].read_text().strip() != token, "a fresh token at each up"
     assert books_files[public_file].read_text() == (issuer / PUBLIC_KEY).read_text()
     assert visible_files(compose, "books", again) == books_files
-    for path in [issuer / PRIVATE_KEY, books_files[public_file], shop_files[token_file]]:
+    for path in [issuer / PRIVATE_KEY, shop_files[token_file]]:
         assert path.stat().st_mode & 0o077 == 0, f"{path.name}: the image's user only"
+    assert books_files[public_file].stat().st_mode & 0o777 == 0o644, "public, not writable"
 
     locust_file = compose["services"]["locust"]["environment"]["LOAD_BOOKS_TOKEN_FILE"]
     locust_token = visible_files(compose, "locust", again)[locust_file]
@@ -586,28 +601,31 @@ def test_auth_init_makes_the_key_pair_once_and_the_tokens_at_each_run(
         assert claims["exp"] - claims["iat"] == TOKEN_SECONDS
 
 
-def test_books_and_shop_read_the_auth_volume_read_only_once_auth_init_is_done(
+def test_every_service_reads_the_public_key_and_its_own_tokens_once_auth_init_is_done(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert services["books"]["environment"]["AUTH__PUBLIC_KEY_FILE"] == f"{AUTH_DIR}/{PUBLIC_KEY}"
-    assert services["shop"]["environment"]["DEPENDENCIES__BOOKS__TOKEN_FILE"] == (
-        f"{AUTH_DIR}/{SHOP_TOKEN}"
-    )
-    for name in ("books", "shop"):
-        assert named_mounts(compose, name) == [("auth", AUTH_DIR, True)], name
+    for name, manifest in REGISTRY.items():
+        environment = services[name]["environment"]
+        assert environment["AUTH__PUBLIC_KEY_FILE"] == f"{PUBLIC_DIR}/{PUBLIC_KEY}", name
+        expected = [("auth-public", PUBLIC_DIR, True)]
+        if manifest.credentials:
+            expected.append(("auth", TOKENS_DIR, True))
+        assert named_mounts(compose, name) == expected, name
+        for dependency in manifest.dependencies:
+            token = environment.get(f"DEPENDENCIES__{dependency.upper()}__TOKEN_FILE")
+            wanted = f"{TOKENS_DIR}/{name}-{dependency}.jwt"
+            assert token == (wanted if dependency in manifest.credentials else None), name
         assert services[name]["depends_on"][AUTH_INIT] == {
             "condition": "service_completed_successfully"
         }, name
+    assert services["shop"]["environment"]["DEPENDENCIES__BOOKS__TOKEN_FILE"] == (
+        f"{TOKENS_DIR}/{SHOP_TOKEN}"
+    )
+    assert not REGISTRY["chat"].credentials, "chat only reads books: no token"
     locust = services["locust"]
     assert locust["environment"]["LOAD_BOOKS_TOKEN_FILE"] == f"{AUTH_DIR}/{LOCUST_TOKEN}"
     assert named_mounts(compose, "locust") == [("auth-load", AUTH_DIR, True)]
-    chat = services["chat"]
-    assert not named_mounts(compose, "chat"), "chat only reads books: no credential"
-    assert not {"AUTH__PUBLIC_KEY_FILE", "DEPENDENCIES__BOOKS__TOKEN_FILE"} & set(
-        chat["environment"]
-    )
-    assert AUTH_INIT not in chat["depends_on"]
 
 
 def test_only_auth_init_writes_the_auth_volumes_or_sees_the_private_key(
@@ -623,9 +641,10 @@ def test_only_auth_init_writes_the_auth_volumes_or_sees_the_private_key(
                 assert read_only, f"{name} mounts {source} at {target} writable"
         seen = {Path(path).name for path in visible_files(compose, name, auth_volumes)}
         assert PRIVATE_KEY not in seen, name
-        # each token where it is used: catalog:write is locust's alone; shop's shares a volume
-        # with books' key, and books is its audience anyway
-        assert SHOP_TOKEN not in seen or name in ("books", "shop"), name
+        # each token where it is used: catalog:write is locust's alone; shop's is seen only by
+        # the services presenting tokens (shop alone here), not by books, its audience, or chat
+        presents_tokens = name in REGISTRY and bool(REGISTRY[name].credentials)
+        assert SHOP_TOKEN not in seen or presents_tokens, name
         assert LOCUST_TOKEN not in seen or name == "locust", name
     assert f"{AUTH_DIR}/{PRIVATE_KEY}" in visible_files(compose, AUTH_INIT, auth_volumes)
 
@@ -699,7 +718,44 @@ def test_the_image_user_owns_every_named_volume_its_containers_mount(
             assert made[target]["owner"] in (user, uid), f"{name}: {target}"
             assert int(made[target]["mode"], 8) & 0o022 == 0, f"{name}: {target} writable by all"
             checked += 1
-    assert checked >= 5  # auth-init's three, books' and shop's
+    assert checked >= 4 + len(SERVICES)  # auth-init's four, every service's key, shop's tokens
     auth_init = {source: target for source, target, _ in named_mounts(compose, AUTH_INIT)}
-    for volume in ("auth-issuer", "auth"):  # the private key; shop's token
+    for volume in ("auth-issuer", "auth"):  # the private key; the services' tokens
         assert made[auth_init[volume]]["mode"] == "0700", volume
+
+
+# -- the generated half ---------------------------------------------------------------------------
+
+
+def test_the_generated_file_holds_what_these_tests_check(tmp_path: Path) -> None:
+    GENERATE.write(REGISTRY, tmp_path)
+    written = yaml.safe_load((tmp_path / GENERATE.SERVICES_FILE.name).read_text(encoding="utf-8"))
+    assert written == GENERATE.services_file(REGISTRY)
+    assert set(written["services"]) == {
+        "postgres",
+        AUTH_INIT,
+        *SERVICES,
+        *(f"{name}-migrate" for name in SERVICES),
+    }
+
+
+def test_make_passes_both_files_and_writes_the_generated_one_first() -> None:
+    """Every compose target of the Makefile runs generate.py before Compose reads the files, and
+    the generated folder stays out of git."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (compose,) = re.findall(r"^COMPOSE := (.*)$", makefile, re.MULTILINE)
+    assert compose.split()[-4:] == [
+        "-f",
+        str(COMPOSE_FILE.relative_to(ROOT)),
+        "-f",
+        str(GENERATE.SERVICES_FILE.relative_to(ROOT)),
+    ]
+    for target in ("up", "down", "logs", "ps"):
+        recipe = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+        assert recipe, target
+        steps = recipe.group(1)
+        assert "$(COMPOSE_GENERATE)" in steps.split("$(COMPOSE) ")[0], target
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(GENERATE.SERVICES_FILE)], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "deploy/compose/generated/ belongs in .gitignore"

@@ -8,6 +8,11 @@ checks test_compose.py makes of the compose file: every variable a pod sets is o
 read, the settings load from the pod's environment and mounted Secret files, commands are the
 services' CLI, ports and probe paths are design §4/§8's, memory matches compose.
 
+The chart finds the services in the service folders (its services/ symlink), as
+deploy/service_registry.py does: every check below runs for each service of the registry, and a
+copy of the repository with one more folder shows that a new service is deployed without an
+edit of the chart.
+
 Rendered twice: with the default values and with ci/full-values.yaml (every option on). Needs
 `helm` (`go install helm.sh/helm/v3/cmd/helm@...`, what .ci/run does): skipped without it,
 failed under CI.
@@ -22,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +36,9 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import service_registry
 import yaml
-from deploy_support import CONTAINER_PORT, DOCKERFILE, ROOT, SERVICES, load_compose
+from deploy_support import CONTAINER_PORT, DOCKERFILE, ROOT, find_helm, load_compose
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 from test_compose import (
     allowed_variables,
@@ -48,6 +55,9 @@ from chassis.endpoints import LIVE, METRICS, READY
 from chassis.testing.plugin import running_in_ci
 
 CHART = ROOT / "deploy" / "helm" / "bookshop"
+# Every folder under services/ (deploy/service_registry.py), in the order of their ports.
+REGISTRY = service_registry.load_services()
+SERVICES = tuple(REGISTRY)
 FULL_VALUES = CHART / "ci" / "full-values.yaml"
 SCENARIOS = {"default": (), "full": ("-f", str(FULL_VALUES))}
 RELEASE = "bookshop"
@@ -60,35 +70,41 @@ KUBE_VERSIONS = (OLDEST_KUBE, latest_version().rsplit(".", 1)[0])
 CUSTOM_KINDS = {"ServiceMonitor"}
 MEBIBYTE = 1024 * 1024
 _QUANTITY = {"Ki": 1024, "Mi": MEBIBYTE, "Gi": 1024 * MEBIBYTE, "": 1}
-# The auth Secret's keys, each mounted (under its own name) in the one service that reads it,
-# and the variable naming the file there.
-AUTH_FILES = {
-    "books": ("issuer.pub", "AUTH__PUBLIC_KEY_FILE"),
-    "shop": ("shop-books.jwt", "DEPENDENCIES__BOOKS__TOKEN_FILE"),
+# The tokens the services present, one per credential of a service.yml: "<service>-<dependency>"
+# (auth.tokens' key; the auth Secret's is that plus ".jwt") -> (service, dependency, scopes).
+CREDENTIALS = {
+    f"{name}-{dependency}": (name, dependency, scopes)
+    for name, service in REGISTRY.items()
+    for dependency, scopes in service.credentials.items()
 }
-AUTH_VARIABLES = {"AUTH__PUBLIC_KEY_FILE", "AUTH__ISSUER", "DEPENDENCIES__BOOKS__TOKEN_FILE"}
+AUTH_VARIABLES = {"AUTH__PUBLIC_KEY_FILE", "AUTH__ISSUER"} | {
+    f"DEPENDENCIES__{service_registry.env_name(dependency)}__TOKEN_FILE"
+    for _, dependency, _ in CREDENTIALS.values()
+}
 # What an existing auth Secret (one the chart does not render) holds in these tests: a real key
-# pair's public half and a token it signed for shop, so that books' settings verify shop's.
+# pair's public half and the tokens it signed, so that a service's settings verify the tokens
+# its callers present.
 STAND_IN_ISSUER = DevIssuer.generate()
 STAND_IN_AUTH = {
     "issuer.pub": STAND_IN_ISSUER.public_pem(),
-    "shop-books.jwt": STAND_IN_ISSUER.mint(
-        audience="books", scopes=["stock:reserve"], subject="shop"
-    ),
+    **{
+        f"{key}.jwt": STAND_IN_ISSUER.mint(audience=dependency, scopes=list(scopes), subject=name)
+        for key, (name, dependency, scopes) in CREDENTIALS.items()
+    },
 }
 
 
+def auth_files(service: str) -> dict[str, str]:
+    """The keys of the auth Secret ``service`` reads -> the variable naming the file: the
+    issuer's public key, and the token of each of its credentials."""
+    files = {"issuer.pub": "AUTH__PUBLIC_KEY_FILE"}
+    for dependency in REGISTRY[service].credentials:
+        variable = f"DEPENDENCIES__{service_registry.env_name(dependency)}__TOKEN_FILE"
+        files[f"{service}-{dependency}.jwt"] = variable
+    return files
+
+
 # -- helm -----------------------------------------------------------------------------------------
-
-
-def find_helm() -> str | None:
-    """helm on PATH, or where `go install` puts it (GOBIN, else GOPATH/bin, else ~/go/bin)."""
-    found = shutil.which("helm")
-    if found:
-        return found
-    gopath = os.environ.get("GOPATH", str(Path.home() / "go")).split(os.pathsep)[0]
-    candidate = Path(os.environ.get("GOBIN") or Path(gopath) / "bin") / "helm"
-    return str(candidate) if candidate.is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -168,7 +184,7 @@ def _values(scenario: str) -> dict[str, Any]:
 
 
 def console_script(service: str) -> str:
-    pyproject = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((REGISTRY[service].folder / "pyproject.toml").read_text())
     (script,) = pyproject["project"]["scripts"]
     return str(script)
 
@@ -215,7 +231,7 @@ def test_chart_metadata_matches_the_services() -> None:
     assert CHART_META["apiVersion"] == "v2"
     assert CHART_META["name"] == "bookshop"
     for service in SERVICES:
-        pyproject = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())
+        pyproject = tomllib.loads((REGISTRY[service].folder / "pyproject.toml").read_text())
         assert pyproject["project"]["version"] == CHART_META["appVersion"], service
         config = yaml.safe_load((service_dir(service) / "config.yml").read_text())
         assert config["service"]["version"] == CHART_META["appVersion"], service
@@ -239,9 +255,11 @@ def test_values_schema_is_a_valid_json_schema_that_accepts_the_defaults() -> Non
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        (["--set", "boks.replicaCount=3"], "boks"),  # a typo of a service
-        (["--set", "books.replicas=3"], "replicas"),
-        (["--set", "books.replicaCount=-1"], "replicaCount"),
+        (["--set", "books.replicaCount=3"], "books"),  # 0.3's key: services.books now
+        (["--set", "services.books.replicas=3"], "replicas"),
+        (["--set", "services.books.replicaCount=-1"], "replicaCount"),
+        (["--set", "serviceDefaults.replicas=3"], "replicas"),
+        (["--set", "services.Books.seed=true"], "Books"),  # never a service folder's name
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "telemetry.otlpEndpoint=jaeger:4318"], "otlpEndpoint"),
         (["--set", "telemetry.sampler=sometimes"], "sampler"),
@@ -250,19 +268,24 @@ def test_values_schema_is_a_valid_json_schema_that_accepts_the_defaults() -> Non
         (["--set", "faults.enabled=true,faults.token=short"], "token"),
         (["--set", "database.create=true,database.urls.books=mysql://x"], "urls"),
         (["--set", "terminationGracePeriodSeconds=10"], "terminationGracePeriodSeconds"),
-        (["--set", "shop.podDisruptionBudget.maxUnavailable=lots"], "maxUnavailable"),
-        (["--set", "chat.autoscaling.targetCPUUtilizationPercentage=150"], "targetCPU"),
-        (["--set-string", "books.resources.limits.memory=lots"], "memory"),
+        (["--set", "services.shop.podDisruptionBudget.maxUnavailable=lots"], "maxUnavailable"),
+        (["--set", "services.chat.autoscaling.targetCPUUtilizationPercentage=150"], "targetCPU"),
+        (["--set-string", "serviceDefaults.resources.limits.memory=lots"], "memory"),
+        (["--set-string", "services.chat.database.key=a/b"], "key"),
+        (["--set", "ingress.hosts.chat=Not_A_Host"], "hosts"),
         (["--set-json", "networkPolicy.metricsFrom=[{}]"], "metricsFrom"),  # would admit all
         (["--set-json", 'networkPolicy.extraFrom=[{"ipBlock": {}}]'], "cidr"),
         (["--set", "auth.existingSecret="], "existingSecret"),  # books could not start
         (["--set", "auth.issuer="], "issuer"),
-        (["--set-string", "auth.publicKey=not-a-pem,auth.shopToken=a.b.c"], "publicKey"),
-        (["--set", "auth.shopToken=a.b.c"], "publicKey"),  # both or neither
-        (["--set-string", "auth.publicKey=-----BEGIN PUBLIC KEY-----"], "shopToken"),
+        (["--set-string", "auth.publicKey=not-a-pem,auth.tokens.shop-books=a.b.c"], "publicKey"),
+        (["--set", "auth.tokens.shop-books=a.b.c"], "publicKey"),  # tokens need the key
+        (["--set", "auth.shopToken=a.b.c"], "shopToken"),  # 0.3's key: auth.tokens now
         (
-            ["--set-string", "auth.publicKey=-----BEGIN PUBLIC KEY-----,auth.shopToken=not-a-jwt"],
-            "shopToken",
+            [
+                "--set-string",
+                "auth.publicKey=-----BEGIN PUBLIC KEY-----,auth.tokens.shop-books=not-a-jwt",
+            ],
+            "shop-books",
         ),
     ],
     ids=lambda value: value if isinstance(value, str) else value[-1],
@@ -276,22 +299,48 @@ def test_values_schema_rejects_bad_values(helm: str, values: list[str], complain
         assert complaint in output, output
 
 
-def test_template_guards_what_the_schema_cannot(helm: str) -> None:
-    too_few = run_helm(
-        helm,
-        "template",
-        str(CHART),
-        "--set",
-        "shop.autoscaling.enabled=true,shop.autoscaling.minReplicas=5",
-    )
-    assert too_few.returncode != 0
-    assert "minReplicas" in too_few.stderr
-    no_url = run_helm(helm, "template", str(CHART), "--set", "database.create=true")
-    assert no_url.returncode != 0
-    assert "database.urls.books is required" in no_url.stderr
-    no_host = run_helm(helm, "template", str(CHART), "--set", "ingress.enabled=true")
-    assert no_host.returncode != 0
-    assert "ingress.hosts" in no_host.stderr
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            [
+                "--set",
+                "services.shop.autoscaling.enabled=true,services.shop.autoscaling.minReplicas=5",
+            ],
+            "minReplicas",
+        ),
+        (["--set", "database.create=true"], "database.urls.books is required"),
+        (["--set", "ingress.enabled=true"], "ingress.hosts"),
+        # a name that is no service folder (the schema knows the folders' shape, not them)
+        (["--set", "services.boks.replicaCount=3"], "services.boks: no such service"),
+        (["--set", "database.urls.boks=postgresql://x"], "database.urls.boks: no such service"),
+        (["--set", "ingress.hosts.chatt=chat.example"], "ingress.hosts.chatt: no such service"),
+        # the Secret the chart makes needs every token a service.yml asks for, and no other
+        (
+            ["--set-string", "auth.publicKey=-----BEGIN PUBLIC KEY-----"],
+            "auth.tokens.shop-books is required",
+        ),
+        (
+            [
+                "--set-string",
+                "auth.publicKey=-----BEGIN PUBLIC KEY-----,auth.tokens.shop-books=a.b.c,"
+                "auth.tokens.chat-books=a.b.c",
+            ],
+            "auth.tokens.chat-books: no service.yml asks for it",
+        ),
+        (
+            ["--set", "database.create=true,services.chat.database.key=shop"],  # one URL, two
+            "shop and chat both read key",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else value[-1][:40],
+)
+def test_template_guards_what_the_schema_cannot(
+    helm: str, values: list[str], complaint: str
+) -> None:
+    result = run_helm(helm, "template", str(CHART), *values)
+    assert result.returncode != 0, f"helm template accepted {values}"
+    assert complaint in result.stderr, result.stderr
 
 
 # -- Kubernetes API schemas -----------------------------------------------------------------------
@@ -501,19 +550,23 @@ def test_settings_load_in_the_pod(
             assert environ["OTEL_SDK_DISABLED"] == "true"
             assert not AUTH_VARIABLES & set(environ), "migrations verify and present no token"
             continue
-        if service == "books":
-            key_file = env_of(container)["AUTH__PUBLIC_KEY_FILE"]["value"]
-            assert settings.auth.public_key == files[key_file].strip()
-            assert settings.auth.issuer == _values(scenario)["auth"]["issuer"]
-            verifier = TokenVerifier(settings.auth, service_name=settings.service.name)
-            if scenario == "default":  # the dev issuer's iss, and books as the audience
-                token = STAND_IN_AUTH["shop-books.jwt"]
-                assert verifier.verify(f"Bearer {token}", ["stock:reserve"])["sub"] == "shop"
-        if service == "shop":
-            token_file = env_of(container)["DEPENDENCIES__BOOKS__TOKEN_FILE"]["value"]
-            books_token = settings.dependencies["books"].token
-            assert books_token is not None
-            assert books_token.get_secret_value() == files[token_file].strip()
+        # every service trusts the issuer: its public key, its iss
+        key_file = env_of(container)["AUTH__PUBLIC_KEY_FILE"]["value"]
+        assert settings.auth.public_key == files[key_file].strip()
+        assert settings.auth.issuer == _values(scenario)["auth"]["issuer"]
+        verifier = TokenVerifier(settings.auth, service_name=settings.service.name)
+        for key, (caller, dependency, scopes) in CREDENTIALS.items():
+            if dependency == service and scenario == "default":  # the dev issuer's iss
+                token = STAND_IN_AUTH[f"{key}.jwt"]
+                assert verifier.verify(f"Bearer {token}", list(scopes))["sub"] == caller
+        # and presents each token of its service.yml to that dependency
+        for dependency in REGISTRY[service].credentials:
+            token_file = env_of(container)[auth_files(service)[f"{service}-{dependency}.jwt"]]
+            token = settings.dependencies[dependency].token
+            assert token is not None, dependency
+            assert token.get_secret_value() == files[token_file["value"]].strip()
+        for dependency in set(REGISTRY[service].dependencies) - set(REGISTRY[service].credentials):
+            assert settings.dependencies[dependency].token is None, dependency
         assert environ["OTEL_SERVICE_NAME"] == service
         assert f"k8s.namespace.name={NAMESPACE}" in environ["OTEL_RESOURCE_ATTRIBUTES"].split(",")
         if scenario == "default":
@@ -529,6 +582,7 @@ def test_settings_load_in_the_pod(
             assert settings.faults.token.get_secret_value() == files[token_file]
         # every neighbour of its config.yml, at its in-cluster Service
         assert set(settings.dependencies) == set(config.get("dependencies", {}))
+        assert set(settings.dependencies) == set(REGISTRY[service].dependencies)
         for dependency, section in settings.dependencies.items():
             assert section.base_url == f"http://{dependency}:{CONTAINER_PORT}", dependency
             assert dependency in services
@@ -547,35 +601,39 @@ def test_secrets_the_chart_creates_are_what_the_pods_mount(helm: str) -> None:
     auth = of_kind(objects, "Secret")[f"{RELEASE}-auth"]["stringData"]
     assert auth == {
         "issuer.pub": values["auth"]["publicKey"],
-        "shop-books.jwt": values["auth"]["shopToken"],
+        **{f"{key}.jwt": token for key, token in values["auth"]["tokens"].items()},
     }
+    assert set(values["auth"]["tokens"]) == set(CREDENTIALS), "one token per credential"
     sources = {}
     for name, deployment in _deployments(objects):
         (volume,) = [
             v for v in deployment["spec"]["template"]["spec"]["volumes"] if "projected" in v
         ]
         sources[name] = [
-            (s["secret"]["name"], s["secret"]["items"][0]["key"])
+            (s["secret"]["name"], *(item["key"] for item in s["secret"]["items"]))
             for s in volume["projected"]["sources"]
         ]
     faults_source = (f"{RELEASE}-faults", "token")
-    assert sources == {
-        "books": [  # books.database.existingSecret; the chart's auth Secret, not auth's existing
+    assert sources == {  # the chart's auth Secret, not auth.existingSecret
+        name: [
+            (f"{RELEASE}-database", name),
+            faults_source,
+            (f"{RELEASE}-auth", *auth_files(name)),
+        ]
+        for name in SERVICES
+        if name != "books"
+    } | {
+        "books": [  # services.books.database.existingSecret
             ("books-db-app", "uri"),
             faults_source,
             (f"{RELEASE}-auth", "issuer.pub"),
-        ],
-        "shop": [
-            (f"{RELEASE}-database", "shop"),
-            faults_source,
-            (f"{RELEASE}-auth", "shop-books.jwt"),
-        ],
-        "chat": [(f"{RELEASE}-database", "chat"), faults_source],
+        ]
     }
+    assert sources["shop"][-1] == (f"{RELEASE}-auth", "issuer.pub", "shop-books.jwt")
     # no secret value anywhere else: not in any variable, annotation or label
     text = yaml.safe_dump([o for o in objects if o["kind"] != "Secret"])
     secrets = [*values["database"]["urls"].values(), values["faults"]["token"]]
-    for secret in [*secrets, values["auth"]["shopToken"]]:
+    for secret in [*secrets, *values["auth"]["tokens"].values()]:
         assert secret not in text
 
 
@@ -589,11 +647,12 @@ def _secret_sources(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     ] + [volume["secret"] for volume in spec["volumes"] if "secret" in volume]
 
 
-def test_only_books_mounts_the_public_key_and_only_shop_its_token(
+def test_every_service_mounts_the_public_key_and_only_its_own_tokens(
     objects: tuple[dict[str, Any], ...], scenario: str
 ) -> None:
-    """Each key of the auth Secret in the one service that reads it (an `items` entry, never
-    the whole Secret), named by that service's variable; chat gets neither."""
+    """The keys of the auth Secret a service reads (`items` entries, never the whole Secret):
+    the issuer's public key, which every one gets, and the token of each credential of its
+    service.yml, each named by its variable; never another service's token."""
     values = _values(scenario)
     expected_secret = f"{RELEASE}-auth" if values["auth"]["publicKey"] else "bookshop-auth"
     mounted_keys: dict[str, set[str]] = {}
@@ -601,32 +660,30 @@ def test_only_books_mounts_the_public_key_and_only_shop_its_token(
         sources = _secret_sources(deployment)
         for source in sources:
             assert source.get("items"), f"{name}: {source['name']} mounted whole"
-        keys = {
-            item["key"]
-            for source in sources
-            if source["name"] == expected_secret
-            for item in source["items"]
-        }
-        mounted_keys[name] = keys
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        env = env_of(container)
-        if name not in AUTH_FILES:
-            assert not AUTH_VARIABLES & set(env), name
-            continue
-        key, variable = AUTH_FILES[name]
-        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "secrets"]
-        (item,) = [
+        items = [
             item
             for source in sources
             if source["name"] == expected_secret
             for item in source["items"]
         ]
-        assert item == {"key": key, "path": key}, name
-        assert env[variable]["value"] == f"{mount['mountPath']}/{item['path']}", name
-        assert not (AUTH_VARIABLES - {variable, "AUTH__ISSUER"}) & set(env), name
-    assert mounted_keys == {"books": {"issuer.pub"}, "shop": {"shop-books.jwt"}, "chat": set()}
-    (books,) = of_kind(objects, "Deployment")["books"]["spec"]["template"]["spec"]["containers"]
-    assert env_of(books)["AUTH__ISSUER"]["value"] == values["auth"]["issuer"]
+        mounted_keys[name] = {item["key"] for item in items}
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "secrets"]
+        files = auth_files(name)
+        for item in items:
+            assert item == {"key": item["key"], "path": item["key"]}, name
+            variable = files[item["key"]]
+            assert env[variable]["value"] == f"{mount['mountPath']}/{item['path']}", name
+        assert AUTH_VARIABLES & set(env) == {*files.values(), "AUTH__ISSUER"}, name
+        assert env["AUTH__ISSUER"]["value"] == values["auth"]["issuer"], name
+    assert mounted_keys == {name: set(auth_files(name)) for name in SERVICES}
+    # what the service folders say today: shop holds a token for books, and no one else any
+    assert mounted_keys["shop"] == {"issuer.pub", "shop-books.jwt"}
+    assert {key for keys in mounted_keys.values() for key in keys} == {
+        "issuer.pub",
+        "shop-books.jwt",
+    }
 
 
 def test_the_chart_creates_the_auth_secret_only_when_given_the_key_and_token(
@@ -637,8 +694,7 @@ def test_the_chart_creates_the_auth_secret_only_when_given_the_key_and_token(
         secrets = {name for name in of_kind(objects, "Secret") if name.endswith("-auth")}
         used = {
             source["name"]
-            for name, deployment in _deployments(objects)
-            if name in AUTH_FILES
+            for _, deployment in _deployments(objects)
             for source in _secret_sources(deployment)
             if source["items"][0]["key"] in STAND_IN_AUTH
         }
@@ -646,13 +702,17 @@ def test_the_chart_creates_the_auth_secret_only_when_given_the_key_and_token(
 
     assert auth_state() == (set(), {"bookshop-auth"}), "by default an existing Secret"
     assert auth_state("--set", "auth.existingSecret=issuer-keys") == (set(), {"issuer-keys"})
-    public_key = tmp_path / "issuer.pub"
-    public_key.write_text(STAND_IN_AUTH["issuer.pub"])
-    token = tmp_path / "shop-books.jwt"
-    token.write_text(STAND_IN_AUTH["shop-books.jwt"] + "\n")  # as `mint > file` leaves it
+    files = []
+    for key, content in STAND_IN_AUTH.items():
+        path = tmp_path / key
+        path.write_text(content + "\n")  # as `mint > file` leaves it
+        value = (
+            "auth.publicKey" if key == "issuer.pub" else f"auth.tokens.{key.removesuffix('.jwt')}"
+        )
+        files.append(f"{value}={path}")
     given = (
         "--set-file",
-        f"auth.publicKey={public_key},auth.shopToken={token}",
+        ",".join(files),
         "--set",
         "auth.existingSecret=issuer-keys",  # ignored
     )
@@ -673,7 +733,7 @@ def test_a_changed_secret_rolls_the_pods(helm: str) -> None:
     before = checksums()
     assert len(before) == 1
     assert checksums("--set", "faults.token=another-token-of-length") != before
-    assert checksums("--set", "auth.shopToken=another.shop.token") != before
+    assert checksums("--set", "auth.tokens.shop-books=another.shop.token") != before
 
 
 def test_memory_matches_the_compose_limits(objects: tuple[dict[str, Any], ...]) -> None:
@@ -794,12 +854,7 @@ def test_ingress_routes_each_host_to_its_service(helm: str) -> None:
 
 def callers_of(service: str) -> set[str]:
     """The services whose config.yml names ``service`` among its dependencies."""
-    found = set()
-    for caller in SERVICES:
-        config = yaml.safe_load((service_dir(caller) / "config.yml").read_text(encoding="utf-8"))
-        if service in (config.get("dependencies") or {}):
-            found.add(caller)
-    return found
+    return {caller for caller, manifest in REGISTRY.items() if service in manifest.dependencies}
 
 
 def admits(peer: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -912,6 +967,11 @@ def test_notes_say_what_the_chart_does_not_run(helm: str, tmp_path: Path) -> Non
                 "OFF",
                 "create secret generic bookshop-auth",
                 "--from-file=issuer.pub=",
+                # from the service folders: shop's token for books, chat's port
+                "--from-file=shop-books.jwt=shop-books.jwt",
+                '--audience books --scope "stock:reserve"',
+                "port-forward service/chat 8003:8000",
+                "`books seed`",
             ],
         ),
         (
@@ -944,8 +1004,253 @@ def test_the_readme_documents_every_value() -> None:
     readme = (CHART / "README.md").read_text(encoding="utf-8")
     defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
     for key, value in defaults.items():
-        if key in SERVICES:
+        if key == "serviceDefaults":
             for field in value:
-                assert f"`<service>.{field}" in readme or f"`{key}.{field}" in readme, field
+                assert f"`serviceDefaults.{field}" in readme, field
         else:
             assert f"`{key}" in readme, key
+    assert "`services.<name>" in readme
+
+
+# -- the service folders ---------------------------------------------------------------------------
+
+
+def test_the_chart_reads_the_service_folders_through_a_relative_symlink() -> None:
+    link = CHART / "services"
+    assert link.is_symlink()
+    assert not Path(os.readlink(link)).is_absolute(), "a checkout anywhere resolves it"
+    assert link.resolve() == ROOT / "services"
+
+
+def _package(helm: str, chart: Path, destination: Path) -> dict[str, bytes]:
+    """The files of `helm package` of ``chart``: path in the archive -> content."""
+    result = run_helm(helm, "package", str(chart), "--destination", str(destination))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (archive,) = destination.glob("*.tgz")
+    with tarfile.open(archive) as packaged:
+        return {
+            member.name: packaged.extractfile(member).read()  # type: ignore[union-attr]
+            for member in packaged.getmembers()
+            if member.isfile()
+        }
+
+
+def _manifests(services: dict[str, service_registry.ServiceManifest]) -> dict[str, Path]:
+    """What the chart needs of each folder: path in the chart -> the file."""
+    return {
+        path: source
+        for name, service in services.items()
+        for path, source in [
+            (f"services/{name}/service.yml", service.folder / service_registry.MANIFEST),
+            (
+                f"services/{name}/src/{service.package}/config.yml",
+                service.config_dir / "config.yml",
+            ),
+        ]
+    }
+
+
+def test_the_chart_package_holds_the_service_manifests_and_nothing_else_of_them(
+    helm: str, tmp_path: Path
+) -> None:
+    """`helm package` copies the files in (the archive has no symlink): the two each folder
+    declares, and no test, Python source, migration or web asset (.helmignore)."""
+    files = _package(helm, CHART, tmp_path)
+    version = CHART_META["version"]
+    assert tmp_path.joinpath(f"bookshop-{version}.tgz").is_file()
+    services = {path.removeprefix("bookshop/"): data for path, data in files.items()}
+    services = {path: data for path, data in services.items() if path.startswith("services/")}
+    expected = _manifests(REGISTRY)
+    assert set(services) == set(expected)
+    for path, source in expected.items():
+        assert services[path] == source.read_bytes(), path
+    assert not [p for p in services if "/tests/" in p or p.endswith((".py", ".pyc", ".js"))]
+    assert {"bookshop/Chart.yaml", "bookshop/values.schema.json"} <= set(files)
+    # and the package renders what the folder does
+    (archive,) = tmp_path.glob("*.tgz")
+    from_package = run_helm(helm, "template", RELEASE, str(archive), "--namespace", NAMESPACE)
+    from_folder = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE)
+    assert from_package.returncode == 0, from_package.stderr
+    assert from_package.stdout == from_folder.stdout
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def repository_copy(tmp_path: Path) -> Path:
+    """A copy of the chart (its services/ symlink included, unchanged) and of the service
+    folders, with one more folder: reviews (chat's manifests, port 8004), which calls books
+    with a token of scope catalog:write, and holds what a service folder holds besides (tests,
+    sources, migrations, a README) for .helmignore to leave out."""
+    chart = tmp_path / CHART.relative_to(ROOT)
+    shutil.copytree(CHART, chart, symlinks=True)
+    shutil.copytree(
+        ROOT / "services",
+        tmp_path / "services",
+        ignore=shutil.ignore_patterns("__pycache__", "*.db", ".pytest_cache"),
+    )
+    reviews = tmp_path / "services" / "reviews"
+    chat = REGISTRY["chat"]
+    manifest = yaml.safe_load((chat.folder / service_registry.MANIFEST).read_text())
+    manifest.update(port=8004, credentials={"books": ["catalog:write"]})
+    _write_yaml(reviews / service_registry.MANIFEST, manifest)
+    config = yaml.safe_load((chat.config_dir / "config.yml").read_text())
+    config["service"]["name"] = "reviews"
+    config["database"]["url"] = "sqlite:///./reviews.db"
+    config["dependencies"] = {"books": {"base_url": "http://127.0.0.1:8001"}}
+    _write_yaml(reviews / "src" / "reviews" / "config.yml", config)
+    for extra in [
+        "README.md",
+        "pyproject.toml",
+        "tests/test_reviews.py",
+        "src/reviews/__init__.py",
+        "src/reviews/config.production.yml",
+        "src/reviews/migrations/env.py",
+        "src/reviews/web/app.js",
+        "src/reviews/__pycache__/app.cpython-312.pyc",
+        "src/reviews.egg-info/PKG-INFO",
+    ]:
+        (reviews / extra).parent.mkdir(parents=True, exist_ok=True)
+        (reviews / extra).write_text("not for the chart\n")
+    return tmp_path
+
+
+def test_a_new_service_folder_is_deployed_without_an_edit_of_the_chart(
+    helm: str, repository_copy: Path
+) -> None:
+    chart = repository_copy / CHART.relative_to(ROOT)
+    services = service_registry.load_services(repository_copy / "services")
+    assert list(services) == [*SERVICES, "reviews"], "the registry sees it, last by port"
+    for original in CHART.rglob("*"):  # the chart itself is the repository's, byte for byte
+        if original.is_file() and "services" not in original.relative_to(CHART).parts:
+            assert (chart / original.relative_to(CHART)).read_bytes() == original.read_bytes()
+
+    def render(*args: str) -> tuple[dict[str, Any], ...]:
+        result = run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE, *args)
+        assert result.returncode == 0, result.stderr
+        return tuple(doc for doc in yaml.load_all(result.stdout, Loader=_UniqueKeyLoader) if doc)
+
+    lint = run_helm(helm, "lint", str(chart), "--strict")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    objects = render("--set", "networkPolicy.enabled=true")
+    deployments = of_kind(objects, "Deployment")
+    assert list(deployments) == list(services), "rendered in the order of the ports"
+    spec = deployments["reviews"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["command"] == ["reviews", "serve"]
+    assert container["image"] == f"bookshop-reviews:{CHART_META['appVersion']}"
+    assert [c["command"] for c in spec["initContainers"]] == [["reviews", "migrate"]]
+    service = of_kind(objects, "Service")["reviews"]
+    assert service["spec"]["selector"] == deployments["reviews"]["spec"]["selector"]["matchLabels"]
+    assert "reviews" in of_kind(objects, "PodDisruptionBudget")
+    # its dependency at its Service, the token it presents there, the key it verifies with
+    env = {name: variable["value"] for name, variable in env_of(container).items()}
+    assert env["DEPENDENCIES__BOOKS__BASE_URL"] == f"http://books:{CONTAINER_PORT}"
+    assert env["DEPENDENCIES__BOOKS__TOKEN_FILE"] == "/var/run/secrets/bookshop/reviews-books.jwt"
+    assert env["AUTH__PUBLIC_KEY_FILE"] == "/var/run/secrets/bookshop/issuer.pub"
+    assert not {"DEPENDENCIES__CHAT__BASE_URL", "DEPENDENCIES__SHOP__BASE_URL"} & set(env)
+    (auth,) = [s for s in _secret_sources(deployments["reviews"]) if s["name"] == "bookshop-auth"]
+    assert [item["key"] for item in auth["items"]] == ["issuer.pub", "reviews-books.jwt"]
+    # books admits it; nothing of the bookshop calls reviews
+    policies = of_kind(objects, "NetworkPolicy")
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+
+    def callers(name: str) -> set[str]:
+        peers = [peer for rule in policies[name]["spec"]["ingress"] for peer in rule["from"]]
+        return {other for other, labels in pods.items() if any(admits(p, labels) for p in peers)}
+
+    assert callers("books") == {"shop", "chat", "reviews"}
+    assert callers("reviews") == set()
+    # `helm test` asks it too
+    (test_pod,) = of_kind(objects, "Pod").values()
+    script = test_pod["spec"]["containers"][0]["command"][-1]
+    assert json.dumps(list(services), separators=(",", ":")) in script
+    # the values of a service by its name, like any other's
+    objects = render(
+        "--set",
+        "services.reviews.replicaCount=4,ingress.enabled=true,ingress.hosts.reviews=r.example",
+    )
+    assert of_kind(objects, "Deployment")["reviews"]["spec"]["replicas"] == 4
+    (ingress,) = of_kind(objects, "Ingress").values()
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["r.example"]
+    # a Secret the chart makes needs its token and its database URL, like any other's
+    others = [f"database.urls.{name}=postgresql://{name}@db/{name}" for name in SERVICES]
+
+    def refused(*given: str) -> str:
+        args = ["--set", "database.create=true", "--set-string", ",".join([*others, *given])]
+        result = run_helm(helm, "template", str(chart), *args)
+        assert result.returncode != 0
+        return result.stderr
+
+    assert "auth.tokens.reviews-books is required" in refused(
+        "auth.publicKey=-----BEGIN PUBLIC KEY-----",
+        *[f"auth.tokens.{key}=a.b.c" for key in CREDENTIALS],
+        "database.urls.reviews=postgresql://r@db/r",
+    )
+    assert "database.urls.reviews is required" in refused()
+    given = render(
+        "--set",
+        "database.create=true",
+        "--set-string",
+        ",".join([*others, "database.urls.reviews=postgresql://r@db/r"]),
+    )
+    secret = of_kind(given, "Secret")[f"{RELEASE}-database"]
+    assert secret["stringData"]["reviews"] == "postgresql://r@db/r"
+
+
+def test_the_package_of_a_new_folder_holds_only_its_manifests(
+    helm: str, repository_copy: Path, tmp_path: Path
+) -> None:
+    chart = repository_copy / CHART.relative_to(ROOT)
+    files = _package(helm, chart, tmp_path / "package")
+    services = service_registry.load_services(repository_copy / "services")
+    packaged = {
+        path.removeprefix("bookshop/") for path in files if path.startswith("bookshop/services/")
+    }
+    assert packaged == set(_manifests(services))
+
+
+@pytest.mark.parametrize(
+    ("manifest", "config", "complaint"),
+    [
+        ({"port": 8001}, {}, "reviews and books both declare port 8001"),
+        ({"port": "8004"}, {}, "port must be a number from 1024 to 65535"),
+        ({"port": 8004}, {"dependencies": {"ratings": {}}}, "depends on ratings"),
+        ({"port": 8004, "credentials": {"books": ["x"]}}, {}, "credentials for books"),
+        ({"port": 8004}, {"service": {"name": "books"}}, 'service.name must be "reviews"'),
+    ],
+    ids=["same-port", "port-string", "unknown-dependency", "stray-credential", "wrong-name"],
+)
+def test_an_inconsistent_folder_fails_the_render_with_its_reason(
+    helm: str,
+    repository_copy: Path,
+    manifest: dict[str, Any],
+    config: dict[str, Any],
+    complaint: str,
+) -> None:
+    """The chart checks the folders as deploy/service_registry.py does (test_service_registry.py
+    has the same cases)."""
+    folder = repository_copy / "services" / "reviews"
+    _write_yaml(folder / service_registry.MANIFEST, manifest)
+    _write_yaml(
+        folder / "src" / "reviews" / "config.yml", {"service": {"name": "reviews"}, **config}
+    )
+    with pytest.raises(service_registry.ServiceManifestError):
+        service_registry.load_services(repository_copy / "services")
+    chart = repository_copy / CHART.relative_to(ROOT)
+    result = run_helm(helm, "template", str(chart))
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr
+
+
+def test_a_chart_without_the_service_folders_says_so(helm: str, tmp_path: Path) -> None:
+    """A checkout without symlinks (git's core.symlinks=false) leaves a text file there."""
+    chart = tmp_path / "bookshop"
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("services"))
+    (chart / "services").write_text("../../../services")
+    result = run_helm(helm, "template", str(chart))
+    assert result.returncode != 0
+    assert "no service found" in result.stderr

@@ -1,19 +1,23 @@
-"""observability/prometheus: the compose scrape config (rendered from targets.yml), the alert
-rules and their unit tests, checked by promtool; the targets against compose and design §8."""
+"""observability/prometheus: the compose scrape config (generated with the stack from the service
+folders and targets.yml), the alert rules and their unit tests, checked by promtool; the targets
+against compose and design §8."""
 
 from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from deploy_support import (
+    COMPOSE_DIR,
     CONTAINER_PORT,
+    GENERATE,
     HOST_PORTS,
     PROMETHEUS_DIR,
+    REGISTRY,
     ROOT,
     SERVICES,
     host_ports,
@@ -22,12 +26,8 @@ from deploy_support import (
 
 from chassis import metrics
 
-CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TESTS = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
-RENDERER = PROMETHEUS_DIR / "render.py"
-# How compose.yaml's Prometheus runs: where it mounts the rules, how often it scrapes.
-RENDER_ARGS = ["compose", "--interval", "5s", "--rule-file", "/etc/prometheus/rules/*.yml"]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,23 +36,16 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_compose_config_is_rendered_from_the_service_folders() -> None:
-    """One source of targets (the service folders, targets.yml): the committed config is what
-    render.py makes of it."""
-    result = subprocess.run(
-        [sys.executable, str(RENDERER), *RENDER_ARGS, "--check", str(CONFIG)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"{result.stderr}re-render: python {RENDERER.relative_to(ROOT)} "
-        f"{' '.join(RENDER_ARGS)} --output {CONFIG.relative_to(ROOT)}"
-    )
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """generated/prometheus.yml as `make up` writes it (here, into a temporary folder)."""
+    directory = tmp_path_factory.mktemp("generated")
+    GENERATE.write(REGISTRY, directory)
+    return directory / GENERATE.PROMETHEUS_FILE.name
 
 
-def test_promtool_check_config() -> None:
-    result = promtool("check", "config", str(CONFIG))
+def test_promtool_check_config(config_file: Path) -> None:
+    result = promtool("check", "config", str(config_file))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,8 +61,10 @@ def test_promtool_rule_unit_tests() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_scrape_jobs_are_the_services_at_their_container_port(compose: dict[str, Any]) -> None:
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+def test_scrape_jobs_are_the_services_at_their_container_port(
+    compose: dict[str, Any], config_file: Path
+) -> None:
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == set(SERVICES)
     for name, job in jobs.items():
@@ -86,14 +81,14 @@ def test_every_service_listens_on_the_container_port_of_the_targets() -> None:
 
 
 def test_compose_mounts_the_config_and_rules_where_the_config_looks(
-    compose: dict[str, Any],
+    compose: dict[str, Any], config_file: Path
 ) -> None:
     prometheus = compose["services"]["prometheus"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
     config_flag = next(f for f in prometheus["command"] if f.startswith("--config.file="))
     config_path = config_flag.split("=", 1)[1]
-    assert (ROOT / "deploy" / "compose" / mounts[config_path]).resolve() == CONFIG
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    assert (COMPOSE_DIR / mounts[config_path]).resolve() == GENERATE.PROMETHEUS_FILE
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     (pattern,) = config["rule_files"]
     rules_dir = pattern.rsplit("/", 1)[0]
     assert (ROOT / "deploy" / "compose" / mounts[rules_dir]).resolve() == RULES[0].parent

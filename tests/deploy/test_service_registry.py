@@ -13,13 +13,14 @@ from types import ModuleType
 import pytest
 import service_registry
 import yaml
-from deploy_support import ROOT
+from deploy_support import GENERATE, ROOT
 from service_registry import ServiceManifestError, load_services
 
 from chassis.testing import load_script
 
 SERVICES_DIR = ROOT / "services"
 RUNNER = ROOT / "deploy" / "dev" / "run.py"
+PROMETHEUS = load_script(ROOT / "observability" / "prometheus" / "render.py", "prometheus_render")
 
 
 def dev_runner() -> ModuleType:
@@ -66,7 +67,7 @@ def test_make_dev_runs_every_service_with_its_dependencies_and_credentials() -> 
 
 
 def test_prometheus_scrapes_every_service() -> None:
-    config = yaml.safe_load((ROOT / "observability" / "prometheus" / "prometheus.yml").read_text())
+    config = yaml.safe_load(PROMETHEUS.render("compose"))
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert set(load_services()) <= jobs
 
@@ -98,6 +99,38 @@ def services_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_a_new_folder_joins_the_compose_stack_and_prometheus(services_copy: Path) -> None:
+    add_service(
+        services_copy,
+        "gift-cards",
+        port=8004,
+        dependencies=("books",),
+        credentials={"books": ["stock:reserve", "catalog:write"]},
+    )
+    services = load_services(services_copy)
+    generated = GENERATE.services_file(services)["services"]
+    service, migration = generated["gift-cards"], generated["gift-cards-migrate"]
+    assert service["image"] == migration["image"] == "bookshop-gift-cards:${IMAGE_TAG:-dev}"
+    assert service["build"]["args"]["SERVICE"] == "gift-cards"
+    assert service["ports"] == ["${BIND_ADDRESS:-127.0.0.1}:8004:8000"]
+    assert service["environment"]["DEPENDENCIES__BOOKS__BASE_URL"] == "http://books:8000"
+    token_file = "/run/auth/shared/gift-cards-books.jwt"
+    assert service["environment"]["DEPENDENCIES__BOOKS__TOKEN_FILE"] == token_file
+    assert "auth:/run/auth/shared:ro" in service["volumes"]
+    assert (
+        "gift-cards books stock:reserve catalog:write\n"
+        in (generated["auth-init"]["environment"]["SERVICE_TOKENS"])
+    )
+    assert generated["postgres"]["environment"]["SERVICE_DATABASES"].split()[-1] == "gift-cards"
+    # the migrations run one after another, the new one last
+    assert migration["depends_on"]["chat-migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    config = yaml.safe_load(PROMETHEUS.render("compose", registry=services))
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "gift-cards"]
+    assert job["static_configs"][0]["targets"] == ["gift-cards:8000"]
+
+
 def test_a_new_folder_joins_the_dev_stack_with_its_token(services_copy: Path) -> None:
     add_service(
         services_copy,
@@ -122,6 +155,7 @@ def test_a_new_folder_joins_the_dev_stack_with_its_token(services_copy: Path) ->
         ("reviews", {"port": "8004"}, (), "port must be a number"),
         ("Reviews", {"port": 8004}, (), "folder name must be like reviews or gift-cards"),
         ("reviews", {"port": 8004}, ("ratings",), "depends on ['ratings'], which no folder"),
+        ("reviews", {"port": 8004, "home": "ui"}, (), "home must be a path such as /ui/"),
         (
             "reviews",
             {"port": 8004, "credentials": {"shop": ["x"]}},

@@ -28,12 +28,12 @@ class DevStack:
     that writing Ctrl-C (``\\x03``) to the terminal sends SIGINT to make and everything in its
     foreground process group, exactly as a keyboard would."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], repository: Path = ROOT) -> None:
         self.env = dict(env)
         self._master, slave = pty.openpty()
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "dev"],
-            cwd=ROOT,
+            cwd=repository,
             env=dict(env),
             stdin=slave,
             stdout=slave,
@@ -110,7 +110,7 @@ def _take_terminal() -> None:
 
 def stack_environment(dev_dir: Path, **ports: int) -> dict[str, str]:
     """The caller's environment for `make dev`, with its data in ``dev_dir``, no trace export
-    and the given ``<NAME>_PORT`` overrides."""
+    and the given ``<NAME>_PORT`` overrides (``gift_cards=`` for gift-cards' GIFT_CARDS_PORT)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -121,7 +121,7 @@ def stack_environment(dev_dir: Path, **ports: int) -> dict[str, str]:
         DEV_DIR=str(dev_dir),
         OTEL_TRACES_EXPORTER="none",
         TERM="xterm",
-        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **{f"{_dev_runner().variable(name)}_PORT": str(port) for name, port in ports.items()},
     )
     return env
 

@@ -1,6 +1,6 @@
 """Hostile request bodies against every JSON write endpoint of every real service.
 
-Each service (books, shop, chat) is built in-process on a migrated SQLite database, its
+Each service (every folder under services/) is built in-process on a migrated SQLite database, its
 dependencies at a closed port, and every operation whose request body takes JSON is found in its
 own OpenAPI document: an endpoint added tomorrow is covered without a change here.
 
@@ -17,6 +17,7 @@ body sent as ``APPLICATION/JSON`` arrives parsed, and an optional body may still
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,12 +27,10 @@ from typing import Any
 
 import httpx
 import pytest
+import service_registry
 import yaml
 from starlette.testclient import TestClient
 
-from books.app import create_service as create_books
-from books.settings import SERVICE_DIR as BOOKS_DIR
-from books.settings import BooksSettings
 from chassis import Service, Settings
 from chassis.dev_issuer import DevIssuer
 from chassis.migrations import upgrade
@@ -43,18 +42,18 @@ from chassis.testing import (
     reset_logging,
     service_client,
 )
-from chat.app import create_service as create_chat
-from chat.settings import SERVICE_DIR as CHAT_DIR
-from chat.settings import ChatSettings
-from shop.app import create_service as create_shop
-from shop.settings import SERVICE_DIR as SHOP_DIR
-from shop.settings import ShopSettings
 
-SERVICES: dict[str, tuple[type[Settings], Path, Callable[..., Service]]] = {
-    "books": (BooksSettings, BOOKS_DIR, create_books),
-    "shop": (ShopSettings, SHOP_DIR, create_shop),
-    "chat": (ChatSettings, CHAT_DIR, create_chat),
-}
+
+def _service_parts(
+    manifest: service_registry.ServiceManifest,
+) -> tuple[type[Settings], Path, Callable[..., Service]]:
+    """Its settings model, its config folder and its ``<package>.app.create_service``."""
+    app = importlib.import_module(f"{manifest.package}.app")
+    return service_registry.settings_class(manifest), manifest.config_dir, app.create_service
+
+
+# Every folder under services/ (deploy/service_registry.py): a new service is covered too.
+SERVICES = {name: _service_parts(m) for name, m in service_registry.load_services().items()}
 DEEP_JSON = b"[" * 10_000 + b"]" * 10_000
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 EVERY_SCOPE = ("catalog:write", "stock:reserve")
