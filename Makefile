@@ -39,7 +39,8 @@ Engine with Compose v2 ('docker compose version' failed here); without Docker: m
 exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm
+.PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm \
+	new-service
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -154,3 +155,8 @@ helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run shows the build flags)" >&2; exit 1; }
 	@echo "chart OK; objects validated against the Kubernetes schemas by: \
 uv run pytest tests/deploy/test_helm.py"
 
+new-service: ## Make services/NAME from the template: NAME=reviews [PORT=8004] [DEPENDS=books,chat]
+	$(REQUIRE_UV)
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=reviews [PORT=8004] [DEPENDS=books]" >&2; exit 2; }
+	uv run python deploy/new_service.py '$(NAME)' $(if $(PORT),--port '$(PORT)') \
+		$(if $(DEPENDS),--depends '$(DEPENDS)')

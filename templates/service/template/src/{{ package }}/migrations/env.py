@@ -1,0 +1,3 @@
+from chassis.migrations import run_migrations
+
+run_migrations()
