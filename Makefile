@@ -20,7 +20,11 @@ LOAD_USERS ?= 20
 LOAD_SECONDS ?= 60
 # compose.yaml (the infrastructure, the templates) and what generate.py makes of the service
 # folders: every compose target writes generated/ first (COMPOSE_GENERATE), so it is never stale.
-COMPOSE := docker compose -f deploy/compose/compose.yaml -f deploy/compose/generated/services.yaml
+# OFFLINE=1: the stand-ins `make offline-images` builds instead of the official images, and no
+# Grafana (it has none).
+OFFLINE ?=
+COMPOSE := docker compose $(if $(OFFLINE),--env-file deploy/offline/images.env) \
+	-f deploy/compose/compose.yaml -f deploy/compose/generated/services.yaml
 # It needs PyYAML only: run apart from the workspace, so `make up` installs nothing else.
 COMPOSE_GENERATE = uv run --quiet --no-project --with pyyaml python deploy/compose/generate.py
 CHART := deploy/helm/bookshop
@@ -40,7 +44,7 @@ exit 1; }
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm \
-	new-service
+	new-service offline-images compose-check
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,8 +68,9 @@ check: install ## The quick loop: lint, types, chassis and service tests in para
 	@$(MAKE) --no-print-directory lint
 	uv run pytest $(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(PYTEST_ARGS) $(UNIT_TEST_PATHS)
 
-test: check ## Everything that can run here: check, then e2e, deploy and docs (PYTEST_ARGS=...)
+test: check ## Everything that can run here: check, e2e, deploy and docs, then compose-check if an engine answers
 	uv run pytest $(PYTEST_ARGS) $(STACK_TEST_PATHS)
+	@$(MAKE) --no-print-directory compose-check
 
 bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a books outage
 	$(REQUIRE_UV)
@@ -118,12 +123,14 @@ up: ## Build the images and start the compose stack (Docker Compose v2), then pr
 	$(REQUIRE_UV)
 	$(COMPOSE_GENERATE)
 	GIT_COMMIT=$(GIT_COMMIT) $(COMPOSE) build
-	$(COMPOSE) up -d --wait --remove-orphans
+	$(COMPOSE) up -d --wait --remove-orphans \
+		$(if $(OFFLINE),$$($(COMPOSE) config --services | grep -vx grafana))
 	@echo "bookshop is up (make logs, make ps, make down):"
 	@$(COMPOSE_GENERATE) --urls
 	@echo "  Jaeger      http://localhost:16686"
 	@echo "  Prometheus  http://localhost:9090         alerts http://localhost:9090/alerts"
-	@echo "  Grafana     http://localhost:3000         (anonymous viewer; admin/admin to edit)"
+	@$(if $(OFFLINE),echo "  Grafana     not started: no offline stand-in (OFFLINE=1)",echo \
+		"  Grafana     http://localhost:3000         (anonymous viewer; admin/admin to edit)")
 	@echo "  locust      http://localhost:8089         after: $(COMPOSE) --profile load up -d locust"
 
 down: ## Stop the compose stack and remove its containers (VOLUMES=1 deletes its data too)
@@ -143,6 +150,13 @@ ps: ## List the containers of the compose stack and their health
 	$(REQUIRE_UV)
 	@$(COMPOSE_GENERATE)
 	$(COMPOSE) --profile load ps --all
+
+compose-check: ## make up, then e2e, locust, stop and down against it under a real engine (OFFLINE=1 for the stand-ins)
+	$(REQUIRE_UV)
+	OFFLINE=$(OFFLINE) uv run --all-packages python tests/compose/run.py
+
+offline-images: ## Build stand-ins of the official images from Debian packages and Go modules (root; for OFFLINE=1)
+	bash deploy/offline/build-images.sh
 
 helm: ## Lint (--strict) and render the Helm chart, with its default and its ci/ values
 	@test -x "$(HELM)" || { echo "make helm needs helm: go install \

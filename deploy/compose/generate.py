@@ -94,10 +94,8 @@ def merge(base: Any, override: Any) -> Any:
 def _service(base: Mapping[str, Any], service: service_registry.ServiceManifest) -> Any:
     name = service.name
     template = copy.deepcopy(base["x-service"])
-    build = {
-        **template.pop("build"),
-        "args": {"SERVICE": name, "GIT_COMMIT": "${GIT_COMMIT:-unknown}"},
-    }
+    build = template.pop("build")
+    build["args"] = {"SERVICE": name, "GIT_COMMIT": "${GIT_COMMIT:-unknown}", **build["args"]}
     # what the folder decides first, then the template's own keys
     made = {"build": build, "image": _image(name), "command": [name, "serve"], **template}
     environment = made["environment"]

@@ -747,7 +747,7 @@ def test_make_passes_both_files_and_writes_the_generated_one_first() -> None:
     """Every compose target of the Makefile runs generate.py before Compose reads the files, and
     the generated folder stays out of git."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    (compose,) = re.findall(r"^COMPOSE := (.*)$", makefile, re.MULTILINE)
+    (compose,) = re.findall(r"^COMPOSE := ((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
     assert compose.split()[-4:] == [
         "-f",
         str(COMPOSE_FILE.relative_to(ROOT)),
@@ -763,3 +763,30 @@ def test_make_passes_both_files_and_writes_the_generated_one_first() -> None:
         ["git", "check-ignore", "-q", str(GENERATE.SERVICES_FILE)], cwd=ROOT, check=False
     )
     assert ignored.returncode == 0, "deploy/compose/generated/ belongs in .gitignore"
+
+
+def test_every_third_party_image_can_be_replaced_and_defaults_to_the_official_one(
+    compose_raw: dict[str, Any],
+) -> None:
+    """`make up OFFLINE=1` names the stand-ins of deploy/offline/images.env; without it (and
+    without the variables) every image is the official one."""
+    offline = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy" / "offline" / "images.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    defaults = interpolate(compose_raw, {})["services"]
+    chosen = interpolate(compose_raw, offline)["services"]
+    for name, service in compose_raw["services"].items():
+        image = service.get("image", "")
+        if image.startswith("bookshop-"):
+            continue  # built here, from deploy/Dockerfile
+        variable = re.fullmatch(r"\$\{([A-Z_]+)_IMAGE:-[^}]+\}", image)
+        assert variable, f"{name}: {image} cannot be replaced"
+        assert "/" in defaults[name]["image"] or ":" in defaults[name]["image"], name
+        if name != "grafana":  # no stand-in: the offline stack runs without it
+            assert chosen[name]["image"].startswith("bookshop-offline/"), name
+    for name in REGISTRY:
+        args = chosen[name]["build"]["args"]
+        assert args["PYTHON_IMAGE"] == offline["PYTHON_IMAGE"]
+        assert defaults[name]["build"]["args"]["PYTHON_IMAGE"].startswith("python:3")
