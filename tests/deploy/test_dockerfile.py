@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import service_registry
 from deploy_support import DOCKERFILE, DOCKERIGNORE, ROOT, SERVICES, free_port
 
 from chassis.testing.plugin import running_in_ci
@@ -227,12 +228,10 @@ def test_production_profile_commit_and_default_command() -> None:
 def test_no_image_variable_is_mistaken_for_a_settings_section() -> None:
     """The chassis reads every variable named like a top-level settings key (SERVICE,
     HTTP__PORT...): the image may set only those it means to."""
-    from books.settings import BooksSettings
-    from chat.settings import ChatSettings
-    from shop.settings import ShopSettings
 
     meant = {"ENVIRONMENT"}
-    for settings in (BooksSettings, ShopSettings, ChatSettings):
+    for service in service_registry.load_services().values():
+        settings = service_registry.settings_class(service)
         for name in set(env_pairs(RUNTIME)) - meant:
             assert name.split("__")[0].lower() not in settings.model_fields, name
 
