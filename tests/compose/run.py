@@ -8,9 +8,11 @@ The user's path, end to end, on 127.0.0.1 only:
    Jaeger's HTTP API, metrics from the stack's Prometheus; a token from `make token
    STACK=compose`);
 4. `docker compose restart postgres`: every service ready again by itself, an order confirmed;
-5. locust's own container, headless for 30 s: no failure;
-6. `docker compose stop`: every service exits 0 within its grace period;
-7. `make down VOLUMES=1`: no container, network or volume of the stack is left.
+5. shop's process killed mid-order: restarted by its policy, every order settled, none lost;
+6. locust's own container, headless for 30 s: no failure;
+7. nothing written in a service's container outside /app/data and its volumes (docker diff);
+8. `docker compose stop`: every service exits 0 within its grace period;
+9. `make down VOLUMES=1`: no container, network or volume of the stack is left.
 
 It prints what it measured (time to healthy, image sizes, memory per container after the load
 against its limit) and exits non-zero at the first step that fails; the stack is removed
@@ -22,9 +24,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -37,6 +44,14 @@ PROJECT = "bookshop"
 IMAGE_USER = "10001"
 LOAD_SECONDS = 30
 DATABASE_RECOVERY_SECONDS = 60
+CRASH_CLIENTS = 8
+SHOP_RESTART_SECONDS = 60
+# shop's recovery settles an order left pending after orders.pending_grace_seconds (60), every
+# orders.recovery_interval_seconds (30).
+ORDER_RECOVERY_SECONDS = 150
+SETTLED = {"confirmed", "rejected"}
+# Where a service may write in its container (deploy/Dockerfile; Kubernetes mounts the same).
+WRITABLE = ("/app/data",)
 HOST = "127.0.0.1"
 
 
@@ -60,10 +75,16 @@ def main() -> int:
         make("up", *offline)
         figures.append(f"make up to all healthy: {time.monotonic() - started:.0f} s")
         check_users(registry, offline)
-        run_end_to_end(registry, offline)
-        check_database_restart(registry, offline, figures)
+        token = make_output("token", "STACK=compose", "SCOPE=catalog:write", *offline)
+        run_end_to_end(registry, offline, token)
+        order: dict[str, object] = {
+            "items": [{"book_id": create_book(registry, token), "quantity": 1}]
+        }
+        check_database_restart(registry, offline, order, figures)
+        check_crash_mid_order(registry, offline, order, figures)
         run_load(offline, figures)
         figures.extend(image_sizes(registry))
+        check_writes(registry, offline)
         check_stop(registry, offline)
     except (CheckFailed, subprocess.CalledProcessError) as failure:
         print(f"compose-check FAILED: {failure}", file=sys.stderr)
@@ -149,9 +170,8 @@ def check_users(registry: dict[str, service_registry.ServiceManifest], offline: 
 
 
 def run_end_to_end(
-    registry: dict[str, service_registry.ServiceManifest], offline: list[str]
+    registry: dict[str, service_registry.ServiceManifest], offline: list[str], token: str
 ) -> None:
-    token = make_output("token", "STACK=compose", "SCOPE=catalog:write", *offline)
     env = {
         **os.environ,
         **{
@@ -176,6 +196,7 @@ def run_end_to_end(
 def check_database_restart(
     registry: dict[str, service_registry.ServiceManifest],
     offline: list[str],
+    order: dict[str, object],
     figures: list[str],
 ) -> None:
     """`docker compose restart postgres`: every service answers ready again by itself (its
@@ -194,13 +215,9 @@ def check_database_restart(
     for name in registry:
         if after[name] != before[name]:
             raise CheckFailed(f"{name} was restarted when postgres was")
-    order = httpx.post(
-        f"http://{HOST}:{registry['shop'].port}/orders",
-        json={"items": [{"book_id": 1, "quantity": 1}]},
-        timeout=30,
-    )
-    if order.status_code != 201 or order.json()["status"] != "confirmed":
-        raise CheckFailed(f"an order after postgres restarted: {order.status_code} {order.text}")
+    placed = httpx.post(f"http://{HOST}:{registry['shop'].port}/orders", json=order, timeout=30)
+    if placed.status_code != 201 or placed.json()["status"] != "confirmed":
+        raise CheckFailed(f"an order after postgres restarted: {placed.status_code} {placed.text}")
 
 
 def started_at(container: dict[str, object]) -> object:
@@ -214,6 +231,112 @@ def answers_200(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def check_crash_mid_order(
+    registry: dict[str, service_registry.ServiceManifest],
+    offline: list[str],
+    order: dict[str, object],
+    figures: list[str],
+) -> None:
+    """shop's process killed (SIGKILL from the host, as a crash) while 8 clients place orders:
+    the restart policy brings it back, and every order, replayed by its Idempotency-Key, ends
+    confirmed or rejected, never lost nor left pending (shop's recovery settles those)."""
+    shop = f"http://{HOST}:{registry['shop'].port}"
+    before = containers(offline)["shop"]
+    state = before["State"]
+    assert isinstance(state, dict)
+    keys: list[str] = []
+    cut: list[str] = []  # the orders whose request the crash broke off
+    crashed = threading.Event()
+
+    def place_orders() -> None:
+        while not crashed.is_set():
+            key = f"crash-{uuid.uuid4()}"
+            keys.append(key)
+            try:
+                httpx.post(
+                    f"{shop}/orders", json=order, headers={"Idempotency-Key": key}, timeout=10
+                )
+            except httpx.HTTPError:
+                cut.append(key)
+                return
+
+    with ThreadPoolExecutor(CRASH_CLIENTS) as pool:
+        for _ in range(CRASH_CLIENTS):
+            pool.submit(place_orders)
+        time.sleep(1)  # orders under way, some half through their saga
+        os.kill(int(state["Pid"]), signal.SIGKILL)
+        crashed.set()
+    killed = time.monotonic()
+    while not answers_200(f"{shop}/health/ready"):
+        if time.monotonic() - killed > SHOP_RESTART_SECONDS:
+            raise CheckFailed(f"shop not back {SHOP_RESTART_SECONDS} s after it was killed")
+        time.sleep(0.5)
+    back = time.monotonic() - killed
+    if started_at(containers(offline)["shop"]) == started_at(before):
+        raise CheckFailed("shop answered, but its container was never restarted")
+    statuses: dict[str, str] = {}
+    while True:
+        statuses = {key: replay(shop, key, order) for key in keys}
+        if "pending" not in statuses.values():
+            break
+        if time.monotonic() - killed > ORDER_RECOVERY_SECONDS:
+            raise CheckFailed(f"orders still pending after shop's crash: {statuses}")
+        time.sleep(5)
+    unknown = {key: status for key, status in statuses.items() if status not in SETTLED}
+    if unknown:
+        raise CheckFailed(f"orders after shop's crash: {unknown}")
+    if not cut:
+        raise CheckFailed("no order was in flight when shop was killed: nothing was tested")
+    counts = {status: list(statuses.values()).count(status) for status in sorted(SETTLED)}
+    figures.append(
+        f"shop killed mid-order: back in {back:.1f} s; {len(keys)} orders, {len(cut)} of them "
+        f"cut off, all settled {counts} {time.monotonic() - killed:.0f} s after"
+    )
+
+
+def replay(shop: str, key: str, order: dict[str, object]) -> str:
+    """The order's status, placing it again by its key (the same order if it exists)."""
+    answer = httpx.post(f"{shop}/orders", json=order, headers={"Idempotency-Key": key}, timeout=30)
+    if answer.status_code == 409 and "order_id" in answer.json():  # rejected, answered again
+        answer = httpx.get(f"{shop}/orders/{answer.json()['order_id']}", timeout=30)
+    if answer.status_code not in (200, 201):
+        return f"HTTP {answer.status_code}: {answer.text[:300]}"
+    return str(answer.json()["status"])
+
+
+def create_book(registry: dict[str, service_registry.ServiceManifest], token: str) -> int:
+    """A book with stock enough for every order of the check (the demo's run out)."""
+    isbn = "979" + "".join(secrets.choice("0123456789") for _ in range(10))
+    answer = httpx.post(
+        f"http://{HOST}:{registry['books'].port}/books",
+        json={
+            "isbn": isbn,
+            "title": "compose check",
+            "author": "CI",
+            "price": "5.00",
+            "stock": 1_000_000,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    if answer.status_code != 201:
+        raise CheckFailed(f"creating a book: {answer.status_code} {answer.text[:300]}")
+    return int(answer.json()["id"])
+
+
+def check_writes(registry: dict[str, service_registry.ServiceManifest], offline: list[str]) -> None:
+    """Nothing written in a service's container outside its volumes and /app/data (docker diff:
+    the container's own layer), as the read-only root filesystem of the Helm chart needs."""
+    for name in registry:
+        container = containers(offline)[name]
+        changes = subprocess.run(
+            ["docker", "diff", str(container["Id"])], capture_output=True, text=True, check=True
+        ).stdout.split("\n")
+        written = [line for line in changes if line and not line[2:].startswith(WRITABLE)]
+        if written:
+            raise CheckFailed(f"{name} wrote outside {WRITABLE}: {written}")
 
 
 def run_load(offline: list[str], figures: list[str]) -> None:
