@@ -21,6 +21,7 @@ whatever happens. Without a Docker engine it says so and exits 0, but fails unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -373,15 +374,35 @@ def run_load(offline: list[str], figures: list[str]) -> None:
 
 
 def memory_after_load(offline: list[str]) -> list[str]:
-    """Each running container's memory now, against its limit (docker stats)."""
-    ids = compose(offline, "ps", "--quiet").split()
-    stats = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *ids],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [f"memory after the load: {line}" for line in sorted(stats.splitlines())]
+    """Each running container's memory now against its limit (docker stats), and its peak
+    since it started as its memory cgroup recorded it (page cache included)."""
+    lines = []
+    for container in containers(offline).values():
+        state = container["State"]
+        assert isinstance(state, dict)
+        if not state["Running"]:
+            continue
+        identifier = str(container["Id"])
+        usage = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", identifier],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        name = str(container["Name"]).lstrip("/")
+        lines.append(f"memory after the load: {name} {usage}, peak {peak_memory(identifier)}")
+    return sorted(lines)
+
+
+def peak_memory(identifier: str) -> str:
+    """The cgroup's high-water mark: cgroup v1 (max_usage_in_bytes) or v2 (memory.peak)."""
+    for path in (
+        Path(f"/sys/fs/cgroup/memory/docker/{identifier}/memory.max_usage_in_bytes"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{identifier}.scope/memory.peak"),
+    ):
+        with contextlib.suppress(OSError, ValueError):
+            return f"{int(path.read_text()) / 2**20:.0f}MiB"
+    return "unknown (no memory cgroup file found)"
 
 
 def image_sizes(registry: dict[str, service_registry.ServiceManifest]) -> list[str]:

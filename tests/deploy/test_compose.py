@@ -790,3 +790,11 @@ def test_every_third_party_image_can_be_replaced_and_defaults_to_the_official_on
         args = chosen[name]["build"]["args"]
         assert args["PYTHON_IMAGE"] == offline["PYTHON_IMAGE"]
         assert defaults[name]["build"]["args"]["PYTHON_IMAGE"].startswith("python:3")
+
+
+def test_services_start_without_the_telemetry_backends(compose: dict[str, Any]) -> None:
+    """Spans and scrapes are the backends' business: a service waits for its database and its
+    keys only, so the core stack runs without Jaeger, Prometheus or Grafana."""
+    for name, service in app_services(compose).items():
+        waits_for = set(service.get("depends_on", {}))
+        assert waits_for == {"postgres", AUTH_INIT, f"{name}-migrate"}, name
