@@ -30,9 +30,9 @@ from e2e_stack import (
     Stack,
     remote_stack_from_environment,
     start_local_stack,
+    unavailable,
 )
 
-from chassis.testing.plugin import running_in_ci
 from chassis.testing.postgres import PostgresUnavailable, start_postgres
 
 HERE = Path(__file__).parent
@@ -85,12 +85,6 @@ def _position(item: pytest.Item) -> float:
     return ORDER.index(name) if name in ORDER else ORDER.index(LAST) - 0.5
 
 
-def _unavailable(reason: str) -> None:
-    if running_in_ci():
-        pytest.fail(f"CI requires it: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     remote = remote_stack_from_environment()
@@ -102,11 +96,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         return
     prometheus = shutil.which("prometheus")
     if prometheus is None:
-        _unavailable("no `prometheus` binary on PATH (Debian: apt-get install prometheus)")
+        unavailable("no `prometheus` binary on PATH (Debian: apt-get install prometheus)")
     try:
         postgres = start_postgres()
     except PostgresUnavailable as exc:
-        _unavailable(f"PostgreSQL unavailable: {exc}")
+        unavailable(f"PostgreSQL unavailable: {exc}")
         raise
     workdir = tmp_path_factory.mktemp("e2e-stack")
     with postgres:
@@ -130,5 +124,7 @@ def healthy(stack: Stack) -> Stack:
 def local_stack(stack: Stack) -> LocalStack:
     """The stack, for scenarios that must kill processes or stop the database."""
     if not isinstance(stack, LocalStack):
+        # Only against a running stack (compose-check): CI's make test runs these scenarios
+        # on its own local stack first.
         pytest.skip("needs the local stack: it kills processes or stops PostgreSQL")
     return stack

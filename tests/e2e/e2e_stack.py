@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
 import httpx
+import pytest
 import service_registry
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -45,6 +46,7 @@ from chassis.testing import (
     free_port,
     load_script,
 )
+from chassis.testing.plugin import running_in_ci
 from chassis.testing.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -567,6 +569,15 @@ def _start_prometheus(
 
 def _renderer() -> Any:
     return load_script(RENDERER, "bookshop_prometheus_render")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A part of the stack a scenario needs is missing: a skip here, a failure under CI, which
+    always has it (its local stack has Prometheus and a trace sink; compose-check sets
+    E2E_PROMETHEUS_URL and E2E_JAEGER_URL)."""
+    if running_in_ci():
+        pytest.fail(f"CI requires it: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def remote_stack_from_environment() -> Stack | None:

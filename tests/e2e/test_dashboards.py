@@ -16,9 +16,8 @@ import re
 import secrets
 from pathlib import Path
 
-import pytest
 import yaml
-from e2e_stack import Stack, wait_until
+from e2e_stack import Stack, unavailable, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "observability" / "grafana"
@@ -91,7 +90,7 @@ def drive_traffic(stack: Stack) -> None:
 
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     if stack.prometheus is None:
-        pytest.skip("no Prometheus in this stack (E2E_PROMETHEUS_URL)")
+        unavailable("no Prometheus in this stack (E2E_PROMETHEUS_URL)")
     prometheus = stack.prometheus
     # Twice, with a scrape in between: a rate needs two samples of a series, and a series
     # born and finished between two scrapes shows no increase.
@@ -126,7 +125,7 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
 
 def test_latency_exemplars_carry_the_trace_id_grafana_links_to_jaeger(stack: Stack) -> None:
     if stack.prometheus is None:
-        pytest.skip("no Prometheus in this stack (E2E_PROMETHEUS_URL)")
+        unavailable("no Prometheus in this stack (E2E_PROMETHEUS_URL)")
     datasources = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
     (prometheus,) = [d for d in datasources if d["type"] == "prometheus"]
     (destination,) = prometheus["jsonData"]["exemplarTraceIdDestinations"]

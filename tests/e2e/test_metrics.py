@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_stack import SERVICES, Prometheus, Stack, wait_until
+from e2e_stack import SERVICES, Prometheus, Stack, unavailable, wait_until
 
 REQUESTS = "http_server_request_duration_seconds"
 CLIENT = "http_client_request_duration_seconds"
@@ -18,7 +18,7 @@ JOBS = f'job=~"{"|".join(SERVICES)}"'  # every service folder
 @pytest.fixture
 def prometheus(stack: Stack) -> Prometheus:
     if stack.prometheus is None:
-        pytest.skip("no Prometheus: set E2E_PROMETHEUS_URL")
+        unavailable("no Prometheus: set E2E_PROMETHEUS_URL")
     return stack.prometheus
 
 

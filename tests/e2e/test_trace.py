@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 import pytest
-from e2e_stack import Span, Stack, wait_until
+from e2e_stack import Span, Stack, unavailable, wait_until
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _expected_tree(spans: list[Span], showcase: Showcase) -> dict[str, Span] | N
 
 def test_one_order_is_one_trace_across_the_three_services(stack: Stack, showcase: Showcase) -> None:
     if stack.traces is None:
-        pytest.skip("no trace source: set E2E_JAEGER_URL")
+        unavailable("no trace source: set E2E_JAEGER_URL")
     traces = stack.traces
 
     def tree() -> dict[str, Span] | None:
