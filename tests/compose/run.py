@@ -330,8 +330,9 @@ def create_book(registry: dict[str, service_registry.ServiceManifest], token: st
 def check_writes(registry: dict[str, service_registry.ServiceManifest], offline: list[str]) -> None:
     """Nothing written in a service's container outside its volumes and /app/data (docker diff:
     the container's own layer), as the read-only root filesystem of the Helm chart needs."""
+    running = containers(offline)
     for name in registry:
-        container = containers(offline)[name]
+        container = running[name]
         changes = subprocess.run(
             ["docker", "diff", str(container["Id"])], capture_output=True, text=True, check=True
         ).stdout.split("\n")
