@@ -268,13 +268,9 @@ def test_who_is_live_counts_the_followers_of_every_replica(
 
 
 def test_a_replica_that_starts_learns_who_follows_on_the_others(
-    replica_database: str, module_fake_books: Any, chat_processes: Any
+    replicas: tuple[Any, Any], replica_database: str, module_fake_books: Any, chat_processes: Any
 ) -> None:
-    # A replica that shares its rosters only every minute: within the 8 s below, only the late
-    # one's hello can make it repeat them (8 s, not 1: a loaded CI machine starts slowly).
-    replica_a = chat_processes.start(
-        replica_database, module_fake_books.base_url, LIVE__PRESENCE_SHARE_SECONDS="60"
-    )
+    replica_a, _ = replicas
     wait_for_live_feed(replica_a.url)
     create_room(replica_a.url, "late-room")
     with (
@@ -284,7 +280,7 @@ def test_a_replica_that_starts_learns_who_follows_on_the_others(
         late = chat_processes.start(replica_database, module_fake_books.base_url)
         wait_for_live_feed(late.url)
         # Its hello makes A repeat its rosters at once, not after presence_share_seconds.
-        eventually_live(late.url, "late-room", {"count": 1, "names": ["ann"]}, seconds=8)
+        eventually_live(late.url, "late-room", {"count": 1, "names": ["ann"]}, seconds=3)
 
 
 def test_a_replica_that_dies_stops_being_counted_on_the_others(
