@@ -8,6 +8,13 @@ they are edited, so that every panel shares the datasource, the variables and th
 of design §5 (chassis/metrics.py) instead of repeating them by hand in three JSON documents.
 A test checks that the committed JSON is what this module renders.
 
+The dashboards are built with Grafana's typed builders (grafana-foundation-sdk, a dev
+dependency pinned to its build for Grafana 11.6, the newest it targets: the stack runs 12.x,
+which reads that schema and migrates it on load). The SDK lays the panels out left to right
+and starts a new line once the 24 grid columns are filled (it never moves a panel that would
+overflow, so the widths on each line below add up to 24); the helpers below only add what
+every panel here shares, and the panel ids.
+
 The Prometheus job of each service is named after it (observability/prometheus/render.py),
 so ``job`` is the service label everywhere below.
 """
@@ -17,16 +24,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from grafana_foundation_sdk.builders import (
+    common,
+    dashboard,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.variants import Dataquery
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.common import (
+    BigValueColorMode,
+    BigValueGraphMode,
+    BigValueTextMode,
+    GraphDrawStyle,
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    StackingMode,
+    TimelineValueAlignment,
+    TooltipDisplayMode,
+    VisibilityMode,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 HERE = Path(__file__).parent
 OUTPUT = HERE / "dashboards"
 
-PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
+PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 JAEGER_URL = "http://localhost:16686"
-SCHEMA_VERSION = 39
 
 # Metric and label names: design §5, defined once in chassis/metrics.py.
 SERVER = "http_server_request_duration_seconds"
@@ -43,544 +75,518 @@ NOT_API = r"/metrics|/health/.*|/healthcheck|/info|/rooms/\\{room\\}/events"
 API = f'job=~"$service", http_route=~"$route", http_route!~"{NOT_API}"'
 RATE = "[$__rate_interval]"
 
-# -- panels -------------------------------------------------------------------------------------
+# -- building blocks ----------------------------------------------------------------------------
 
 
-@dataclass
-class Target:
-    expr: str
-    legend: str = ""
-    exemplar: bool = False
-    instant: bool = False
-    format: str = "time_series"
+def promql(expr: str, legend: str = "__auto", *, exemplar: bool = False) -> prometheus.Dataquery:
+    """A range query of the Prometheus datasource (``__auto``: Grafana names the series)."""
+    return (
+        prometheus.Dataquery()
+        .datasource(PROMETHEUS)
+        .expr(expr)
+        .legend_format(legend)
+        .exemplar(exemplar)
+        .range()
+        .format(PromQueryFormat.TIME_SERIES)
+    )
 
-    def json(self, ref_id: str) -> dict[str, Any]:
-        return {
-            "refId": ref_id,
-            "datasource": PROMETHEUS,
-            "expr": self.expr,
-            "legendFormat": self.legend or "__auto",
-            "exemplar": self.exemplar,
-            "range": not self.instant,
-            "instant": self.instant,
-            "format": self.format,
+
+def queries(*targets: prometheus.Dataquery) -> list[Builder[Dataquery]]:
+    """A panel's queries, named A, B, C... as Grafana's editor would (the SDK leaves it blank)."""
+    return [target.ref_id(chr(ord("A") + index)) for index, target in enumerate(targets)]
+
+
+def graph(
+    title: str,
+    *targets: prometheus.Dataquery,
+    description: str = "",
+    unit: str = "short",
+    stack: bool = False,
+    width: int = 12,
+    height: int = 8,
+) -> timeseries.Panel:
+    """A time series panel: lines from zero, a legend table with mean, max and last value."""
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .targets(queries(*targets))
+        .span(width)
+        .height(height)
+        .unit(unit)
+        .min(0)
+        .draw_style(GraphDrawStyle.LINE)
+        .line_width(1)
+        .fill_opacity(20 if stack else 0)
+        .show_points(VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(
+            common.StackingConfig()
+            .mode(StackingMode.NORMAL if stack else StackingMode.NONE)
+            .group("A")
+        )
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(LegendDisplayMode.TABLE)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+            .calcs(["mean", "max", "lastNotNull"])
+        )
+        .tooltip(
+            common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
+        )
+    )
+
+
+def discrete(
+    *states: tuple[str, str],
+) -> tuple[list[model.ValueMapping], dashboard.ThresholdsConfig]:
+    """Value ``i`` shown as ``states[i]`` (text, colour): a value mapping names it and a
+    threshold step per value colours it."""
+    mapping = model.ValueMap(
+        options={
+            str(value): model.ValueMappingResult(text=text, color=color, index=value)
+            for value, (text, color) in enumerate(states)
         }
+    )
+    steps = [
+        model.Threshold(value=None if value == 0 else value, color=color)
+        for value, (_, color) in enumerate(states)
+    ]
+    thresholds = dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
+    return [mapping], thresholds
 
 
-@dataclass
-class Panel:
-    title: str
-    targets: list[Target]
-    description: str = ""
-    unit: str = "short"
-    kind: str = "timeseries"
-    width: int = 12
-    height: int = 8
-    stack: bool = False
-    min: float | None = 0
-    extra_defaults: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    transformations: list[dict[str, Any]] = field(default_factory=list)
-
-    def json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
-        defaults: dict[str, Any] = {"unit": self.unit, **self.extra_defaults}
-        if self.min is not None:
-            defaults["min"] = self.min
-        options: dict[str, Any] = {}
-        if self.kind == "timeseries":
-            defaults["custom"] = {
-                "drawStyle": "line",
-                "lineWidth": 1,
-                "fillOpacity": 20 if self.stack else 0,
-                "showPoints": "never",
-                "spanNulls": False,
-                "stacking": {"mode": "normal" if self.stack else "none", "group": "A"},
-            }
-            options = {
-                "legend": {
-                    "displayMode": "table",
-                    "placement": "bottom",
-                    "showLegend": True,
-                    "calcs": ["mean", "max", "lastNotNull"],
-                },
-                "tooltip": {"mode": "multi", "sort": "desc"},
-            }
-        options.update(self.options)
-        return {
-            "id": panel_id,
-            "type": self.kind,
-            "title": self.title,
-            "description": self.description,
-            "datasource": PROMETHEUS,
-            "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
-            "fieldConfig": {"defaults": defaults, "overrides": []},
-            "options": options,
-            "targets": [
-                target.json(chr(ord("A") + index)) for index, target in enumerate(self.targets)
-            ],
-            "transformations": self.transformations,
-        }
-
-
-@dataclass
-class Row:
-    title: str
-
-
-@dataclass
-class Dashboard:
-    uid: str
-    title: str
-    description: str
-    variables: list[dict[str, Any]]
-    items: list[Panel | Row]
-
-    def json(self) -> dict[str, Any]:
-        panels: list[dict[str, Any]] = []
-        x = y = 0
-        row_height = 0
-        for panel_id, item in enumerate(self.items, start=1):
-            if isinstance(item, Row):
-                y += row_height
-                x = row_height = 0
-                panels.append(
-                    {
-                        "id": panel_id,
-                        "type": "row",
-                        "title": item.title,
-                        "collapsed": False,
-                        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-                        "panels": [],
-                    }
-                )
-                y += 1
-                continue
-            if x + item.width > 24:
-                y += row_height
-                x = row_height = 0
-            panels.append(item.json(panel_id, x, y))
-            x += item.width
-            row_height = max(row_height, item.height)
-        return {
-            "uid": self.uid,
-            "title": self.title,
-            "description": self.description,
-            "tags": ["bookshop"],
-            "timezone": "browser",
-            "editable": False,
-            "graphTooltip": 1,
-            "refresh": "10s",
-            "time": {"from": "now-30m", "to": "now"},
-            "schemaVersion": SCHEMA_VERSION,
-            "version": 1,
-            "links": [
-                {
-                    "type": "dashboards",
-                    "title": "Bookshop",
-                    "tags": ["bookshop"],
-                    "asDropdown": True,
-                    "includeVars": True,
-                    "keepTime": True,
-                },
-                {
-                    "type": "link",
-                    "title": "Jaeger",
-                    "url": JAEGER_URL,
-                    "targetBlank": True,
-                    "icon": "external link",
-                },
-            ],
-            "annotations": {"list": []},
-            "templating": {"list": self.variables},
-            "panels": panels,
-        }
-
-
-def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
+def query_variable(name: str, label: str, query: str) -> dashboard.QueryVariable:
     """A multi-value variable from ``label_values(...)``, "All" selected by default."""
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": PROMETHEUS,
-        "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
-        "refresh": 2,
-        "includeAll": True,
-        "allValue": ".*",
-        "multi": True,
-        "sort": 1,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "hide": 0,
-    }
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(PROMETHEUS)
+        .query({"query": query, "refId": f"{name}-values"})
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .include_all(True)
+        .all_value(".*")
+        .multi(True)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .options([])
+        .hide(model.VariableHide.DONT_HIDE)
+    )
 
 
-SERVICE_VARIABLE = query_variable("service", "Service", f"label_values({SERVICE_INFO}, job)")
-ROUTE_VARIABLE = query_variable(
-    "route", "Route", f'label_values({SERVER}_count{{job=~"$service"}}, http_route)'
-)
-PEER_VARIABLE = query_variable(
-    "peer", "Dependency", f'label_values({BREAKER_STATE}{{job=~"$service"}}, peer_service)'
-)
+def service_variable() -> dashboard.QueryVariable:
+    return query_variable("service", "Service", f"label_values({SERVICE_INFO}, job)")
+
+
+def bookshop(uid: str, title: str, description: str) -> dashboard.Dashboard:
+    """What the three dashboards share: read-only, 30 minutes refreshed every 10 s, a shared
+    crosshair, and links to the other dashboards and to Jaeger."""
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["bookshop"])
+        .timezone("browser")
+        .readonly()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .refresh("10s")
+        .time("now-30m", "now")
+        .version(1)
+        .link(
+            dashboard.DashboardLink("Bookshop")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(["bookshop"])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .link(
+            dashboard.DashboardLink("Jaeger")
+            .type(model.DashboardLinkType.LINK)
+            .url(JAEGER_URL)
+            .target_blank(True)
+            .icon("external link")
+        )
+    )
+
+
+def numbered(board: dashboard.Dashboard) -> model.Dashboard:
+    """The built dashboard with its panels numbered 1, 2, 3...: the SDK leaves panel ids to
+    Grafana, but provisioned JSON should carry stable ones (a row's would be ``null``)."""
+    built = board.build()
+    for number, panel in enumerate(built.panels or [], start=1):
+        panel.id_val = number
+    return built
+
 
 # -- the dashboards -----------------------------------------------------------------------------
 
 
-def service_overview() -> Dashboard:
+def service_overview() -> model.Dashboard:
     count = f"{SERVER}_count"
     bucket = f"{SERVER}_bucket"
     errors = f'{API}, http_response_status_code=~"5.."'
-    return Dashboard(
-        uid="bookshop-overview",
-        title="Bookshop / Service overview",
-        description="Rate, errors and duration (RED) of every service and route. Click an "
-        "exemplar (a dot on the latency panels) to open its trace in Jaeger.",
-        variables=[SERVICE_VARIABLE, ROUTE_VARIABLE],
-        items=[
-            Row("Services"),
-            Panel(
-                "Up",
-                [Target('up{job=~"$service"}', "{{job}}", instant=True)],
-                description="1 while Prometheus can scrape the service.",
-                kind="stat",
-                width=6,
-                height=5,
-                extra_defaults={
-                    "mappings": [
-                        {
-                            "type": "value",
-                            "options": {
-                                "0": {"text": "DOWN", "color": "red", "index": 0},
-                                "1": {"text": "UP", "color": "green", "index": 1},
-                            },
-                        }
-                    ],
-                    "color": {"mode": "thresholds"},
-                    "thresholds": {
-                        "mode": "absolute",
-                        "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}],
-                    },
-                },
-                options={
-                    "colorMode": "background",
-                    "graphMode": "none",
-                    "textMode": "value_and_name",
-                },
-            ),
-            Panel(
-                "Version and commit",
+    up_mappings, up_colors = discrete(("DOWN", "red"), ("UP", "green"))
+    hidden_columns = ("Time", "Value", "__name__", "service")
+    return numbered(
+        bookshop(
+            "bookshop-overview",
+            "Bookshop / Service overview",
+            "Rate, errors and duration (RED) of every service and route. Click an exemplar "
+            "(a dot on the latency panels) to open its trace in Jaeger.",
+        )
+        .with_variable(service_variable())
+        .with_variable(
+            query_variable(
+                "route", "Route", f'label_values({SERVER}_count{{job=~"$service"}}, http_route)'
+            )
+        )
+        .with_row(dashboard.Row("Services"))
+        .with_panel(
+            stat.Panel()
+            .title("Up")
+            .description("1 while Prometheus can scrape the service.")
+            .datasource(PROMETHEUS)
+            .targets(queries(promql('up{job=~"$service"}', "{{job}}").instant()))
+            .span(6)
+            .height(5)
+            .unit("short")
+            .min(0)
+            .mappings(up_mappings)
+            .thresholds(up_colors)
+            .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+            .color_mode(BigValueColorMode.BACKGROUND)
+            .graph_mode(BigValueGraphMode.NONE)
+            .text_mode(BigValueTextMode.VALUE_AND_NAME)
+            # Grafana's own default, spelled out: the SDK would write an empty list.
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        )
+        .with_panel(
+            table.Panel()
+            .title("Version and commit")
+            .description("service_info: what each service reports in /info.")
+            .datasource(PROMETHEUS)
+            .targets(
+                queries(
+                    promql(f'{SERVICE_INFO}{{job=~"$service"}}')
+                    .instant()
+                    .format(PromQueryFormat.TABLE)
+                )
+            )
+            .span(18)
+            .height(5)
+            .unit("short")
+            .show_header(True)
+            .transformations(
                 [
-                    Target(
-                        f'{SERVICE_INFO}{{job=~"$service"}}',
-                        instant=True,
-                        format="table",
-                    )
-                ],
-                description="service_info: what each service reports in /info.",
-                kind="table",
-                width=18,
-                height=5,
-                min=None,
-                options={"showHeader": True},
-                transformations=[
-                    {
-                        "id": "organize",
-                        "options": {
-                            "excludeByName": {
-                                name: True for name in ("Time", "Value", "__name__", "service")
-                            },
+                    model.DataTransformerConfig(
+                        id_val="organize",
+                        options={
+                            "excludeByName": dict.fromkeys(hidden_columns, True),
                             "indexByName": {"job": 0, "version": 1, "commit": 2, "instance": 3},
                             "renameByName": {"job": "service"},
                         },
-                    }
-                ],
-            ),
-            Row("Rate, errors, duration per service"),
-            Panel(
+                    )
+                ]
+            )
+        )
+        .with_row(dashboard.Row("Rate, errors, duration per service"))
+        .with_panel(
+            graph(
                 "Request rate",
-                [Target(f"sum by (job) (rate({count}{{{API}}}{RATE}))", "{{job}}")],
+                promql(f"sum by (job) (rate({count}{{{API}}}{RATE}))", "{{job}}"),
                 description="API requests per second (chassis endpoints and event streams "
                 "left out).",
                 unit="reqps",
                 width=8,
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "5xx ratio",
-                [
-                    Target(
-                        f"(sum by (job) (rate({count}{{{errors}}}{RATE}))"
-                        f" or 0 * sum by (job) (rate({count}{{{API}}}{RATE})))"
-                        f" / sum by (job) (rate({count}{{{API}}}{RATE}))",
-                        "{{job}}",
-                    )
-                ],
+                promql(
+                    f"(sum by (job) (rate({count}{{{errors}}}{RATE}))"
+                    f" or 0 * sum by (job) (rate({count}{{{API}}}{RATE})))"
+                    f" / sum by (job) (rate({count}{{{API}}}{RATE}))",
+                    "{{job}}",
+                ),
                 description="Share of API requests answered with a 5xx (alert: above 5%); "
                 "0 when there were none.",
                 unit="percentunit",
                 width=8,
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Duration p50 / p95 / p99",
-                [
-                    Target(
+                *(
+                    promql(
                         f"histogram_quantile({q}, sum by (job, le) "
                         f"(rate({bucket}{{{API}}}{RATE})))",
                         f"{{{{job}}}} p{round(q * 100)}",
                         exemplar=q == 0.95,
                     )
                     for q in (0.5, 0.95, 0.99)
-                ],
+                ),
                 description="Quantiles of the API request duration (alert: p95 above 500 ms). "
                 "Exemplars link to the request's trace in Jaeger.",
                 unit="s",
                 width=8,
-            ),
-            Row("Per route"),
-            Panel(
+            )
+        )
+        .with_row(dashboard.Row("Per route"))
+        .with_panel(
+            graph(
                 "Request rate by route",
-                [
-                    Target(
-                        f"sum by (job, http_request_method, http_route) "
-                        f"(rate({count}{{{API}}}{RATE}))",
-                        "{{job}} {{http_request_method}} {{http_route}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, http_request_method, http_route) (rate({count}{{{API}}}{RATE}))",
+                    "{{job}} {{http_request_method}} {{http_route}}",
+                ),
                 unit="reqps",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Responses by status",
-                [
-                    Target(
-                        f"sum by (job, http_response_status_code) (rate({count}{{{API}}}{RATE}))",
-                        "{{job}} {{http_response_status_code}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, http_response_status_code) (rate({count}{{{API}}}{RATE}))",
+                    "{{job}} {{http_response_status_code}}",
+                ),
                 description="Every status code, 2xx to 5xx, per service.",
                 unit="reqps",
                 stack=True,
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "5xx by route",
-                [
-                    Target(
-                        f"sum by (job, http_request_method, http_route, "
-                        f"http_response_status_code) (rate({count}{{{errors}}}{RATE}))",
-                        "{{job}} {{http_request_method}} {{http_route}} "
-                        "{{http_response_status_code}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, http_request_method, http_route, "
+                    f"http_response_status_code) (rate({count}{{{errors}}}{RATE}))",
+                    "{{job}} {{http_request_method}} {{http_route}} {{http_response_status_code}}",
+                ),
                 unit="reqps",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Duration p95 by route",
-                [
-                    Target(
-                        f"histogram_quantile(0.95, sum by (job, http_request_method, http_route,"
-                        f" le) (rate({bucket}{{{API}}}{RATE})))",
-                        "{{job}} {{http_request_method}} {{http_route}}",
-                        exemplar=True,
-                    )
-                ],
+                promql(
+                    f"histogram_quantile(0.95, sum by (job, http_request_method, http_route,"
+                    f" le) (rate({bucket}{{{API}}}{RATE})))",
+                    "{{job}} {{http_request_method}} {{http_route}}",
+                    exemplar=True,
+                ),
                 description="Exemplars link to the trace of a request in that bucket.",
                 unit="s",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Requests in flight",
-                [
-                    Target(
-                        f'sum by (job, http_request_method) ({ACTIVE}{{job=~"$service"}})',
-                        "{{job}} {{http_request_method}}",
-                    )
-                ],
+                promql(
+                    f'sum by (job, http_request_method) ({ACTIVE}{{job=~"$service"}})',
+                    "{{job}} {{http_request_method}}",
+                ),
                 description="Includes open chat event streams.",
                 width=24,
                 height=6,
-            ),
-        ],
+            )
+        )
     )
 
 
-def dependencies() -> Dashboard:
+def dependencies() -> model.Dashboard:
     peers = 'job=~"$service", peer_service=~"$peer"'
     count = f"{CLIENT}_count"
-    return Dashboard(
-        uid="bookshop-dependencies",
-        title="Bookshop / Dependencies and circuit breakers",
-        description="Calls from each service to its neighbours through the chassis client: "
-        "latency, failures, retries and the circuit breakers (design §7).",
-        variables=[SERVICE_VARIABLE, PEER_VARIABLE],
-        items=[
-            Row("Circuit breakers"),
-            Panel(
-                "Breaker state",
-                [
-                    Target(
+    state_mappings, state_colors = discrete(
+        ("closed", "green"), ("half_open", "yellow"), ("open", "red")
+    )
+    return numbered(
+        bookshop(
+            "bookshop-dependencies",
+            "Bookshop / Dependencies and circuit breakers",
+            "Calls from each service to its neighbours through the chassis client: latency, "
+            "failures, retries and the circuit breakers (design §7).",
+        )
+        .with_variable(service_variable())
+        .with_variable(
+            query_variable(
+                "peer",
+                "Dependency",
+                f'label_values({BREAKER_STATE}{{job=~"$service"}}, peer_service)',
+            )
+        )
+        .with_row(dashboard.Row("Circuit breakers"))
+        .with_panel(
+            statetimeline.Panel()
+            .title("Breaker state")
+            .description(
+                "closed: calls flow; open: calls are rejected at once for 10 s; half_open: "
+                "3 trial calls decide. `make break SERVICE=books` opens shop's and chat's "
+                "breakers to books."
+            )
+            .datasource(PROMETHEUS)
+            .targets(
+                queries(
+                    promql(
                         f'2 * max by (job, peer_service) ({BREAKER_STATE}{{{peers}, state="open"}})'
                         f" + max by (job, peer_service) "
                         f'({BREAKER_STATE}{{{peers}, state="half_open"}})',
                         "{{job}} → {{peer_service}}",
                     )
-                ],
-                description="closed: calls flow; open: calls are rejected at once for 10 s; "
-                "half_open: 3 trial calls decide. `make break SERVICE=books` opens shop's and "
-                "chat's breakers to books.",
-                kind="state-timeline",
-                width=24,
-                height=6,
-                extra_defaults={
-                    "mappings": [
-                        {
-                            "type": "value",
-                            "options": {
-                                "0": {"text": "closed", "color": "green", "index": 0},
-                                "1": {"text": "half_open", "color": "yellow", "index": 1},
-                                "2": {"text": "open", "color": "red", "index": 2},
-                            },
-                        }
-                    ],
-                    "color": {"mode": "thresholds"},
-                    "thresholds": {
-                        "mode": "absolute",
-                        "steps": [
-                            {"color": "green", "value": None},
-                            {"color": "yellow", "value": 1},
-                            {"color": "red", "value": 2},
-                        ],
-                    },
-                },
-                options={
-                    "mergeValues": True,
-                    "showValue": "auto",
-                    "alignValue": "left",
-                    "rowHeight": 0.8,
-                    "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                    "tooltip": {"mode": "single", "sort": "none"},
-                },
-            ),
-            Panel(
+                )
+            )
+            .span(24)
+            .height(6)
+            .unit("short")
+            .min(0)
+            .mappings(state_mappings)
+            .thresholds(state_colors)
+            .color_scheme(dashboard.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+            .merge_values(True)
+            .show_value(VisibilityMode.AUTO)
+            .align_value(TimelineValueAlignment.LEFT)
+            .row_height(0.8)
+            .legend(
+                common.VizLegendOptions()
+                .display_mode(LegendDisplayMode.LIST)
+                .placement(LegendPlacement.BOTTOM)
+                .show_legend(True)
+            )
+            .tooltip(
+                common.VizTooltipOptions().mode(TooltipDisplayMode.SINGLE).sort(SortOrder.NONE)
+            )
+        )
+        .with_panel(
+            graph(
                 "Breaker calls by outcome",
-                [
-                    Target(
-                        f"sum by (job, peer_service, outcome) "
-                        f"(rate({BREAKER_CALLS}{{{peers}}}{RATE}))",
-                        "{{job}} → {{peer_service}} {{outcome}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, peer_service, outcome) (rate({BREAKER_CALLS}{{{peers}}}{RATE}))",
+                    "{{job}} → {{peer_service}} {{outcome}}",
+                ),
                 description="success, failure (5xx, timeout, connection error), slow, and "
                 "rejected (not tried: the breaker was open).",
                 unit="ops",
                 stack=True,
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Retries",
-                [
-                    Target(
-                        f"sum by (job, peer_service) (rate({RETRIES}{{{peers}}}{RATE}))",
-                        "{{job}} → {{peer_service}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, peer_service) (rate({RETRIES}{{{peers}}}{RATE}))",
+                    "{{job}} → {{peer_service}}",
+                ),
                 description="Retried calls (idempotent requests on connection errors and "
                 "502/503/504, at most 3 attempts).",
                 unit="ops",
-            ),
-            Row("Outgoing requests"),
-            Panel(
+            )
+        )
+        .with_row(dashboard.Row("Outgoing requests"))
+        .with_panel(
+            graph(
                 "Outgoing request rate",
-                [
-                    Target(
-                        f"sum by (job, peer_service, http_response_status_code, error_type) "
-                        f"(rate({count}{{{peers}}}{RATE}))",
-                        "{{job}} → {{peer_service}} {{http_response_status_code}}{{error_type}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, peer_service, http_response_status_code, error_type) "
+                    f"(rate({count}{{{peers}}}{RATE}))",
+                    "{{job}} → {{peer_service}} {{http_response_status_code}}{{error_type}}",
+                ),
                 description="By answer: a status code, or the error type when no answer came.",
                 unit="reqps",
                 stack=True,
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Outgoing duration p95",
-                [
-                    Target(
-                        f"histogram_quantile(0.95, sum by (job, peer_service, le) "
-                        f"(rate({CLIENT}_bucket{{{peers}}}{RATE})))",
-                        "{{job}} → {{peer_service}}",
-                        exemplar=True,
-                    )
-                ],
+                promql(
+                    f"histogram_quantile(0.95, sum by (job, peer_service, le) "
+                    f"(rate({CLIENT}_bucket{{{peers}}}{RATE})))",
+                    "{{job}} → {{peer_service}}",
+                    exemplar=True,
+                ),
                 description="Exemplars link to the trace of the call.",
                 unit="s",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Outgoing failures",
-                [
-                    Target(
-                        f"(sum by (job, peer_service) (rate({count}{{{peers}, "
-                        f'http_response_status_code!~"[1-4].."}}{RATE}))'
-                        f" or 0 * sum by (job, peer_service) (rate({count}{{{peers}}}{RATE})))"
-                        f" / sum by (job, peer_service) (rate({count}{{{peers}}}{RATE}))",
-                        "{{job}} → {{peer_service}}",
-                    )
-                ],
+                promql(
+                    f"(sum by (job, peer_service) (rate({count}{{{peers}, "
+                    f'http_response_status_code!~"[1-4].."}}{RATE}))'
+                    f" or 0 * sum by (job, peer_service) (rate({count}{{{peers}}}{RATE})))"
+                    f" / sum by (job, peer_service) (rate({count}{{{peers}}}{RATE}))",
+                    "{{job}} → {{peer_service}}",
+                ),
                 description="Share of attempts that got a 5xx or no answer (timeouts, "
                 "connection errors).",
                 unit="percentunit",
                 width=24,
-            ),
-        ],
+            )
+        )
     )
 
 
-def runtime() -> Dashboard:
+def runtime() -> model.Dashboard:
     service = 'job=~"$service"'
-    return Dashboard(
-        uid="bookshop-runtime",
-        title="Bookshop / Runtime",
-        description="The Python processes of the services: prometheus-client's process and "
-        "GC collectors, which the chassis registers.",
-        variables=[SERVICE_VARIABLE],
-        items=[
-            Panel(
+    return numbered(
+        bookshop(
+            "bookshop-runtime",
+            "Bookshop / Runtime",
+            "The Python processes of the services: prometheus-client's process and GC "
+            "collectors, which the chassis registers.",
+        )
+        .with_variable(service_variable())
+        .with_panel(
+            graph(
                 "CPU",
-                [Target(f"rate(process_cpu_seconds_total{{{service}}}{RATE})", "{{job}}")],
+                promql(f"rate(process_cpu_seconds_total{{{service}}}{RATE})", "{{job}}"),
                 description="CPU seconds per second (1 = one core).",
                 unit="percentunit",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Resident memory",
-                [Target(f"process_resident_memory_bytes{{{service}}}", "{{job}}")],
+                promql(f"process_resident_memory_bytes{{{service}}}", "{{job}}"),
                 description="RSS; compare with the service's mem_limit in "
                 "deploy/compose/compose.yaml.",
                 unit="bytes",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "GC collections",
-                [
-                    Target(
-                        f"sum by (job, generation) "
-                        f"(rate(python_gc_collections_total{{{service}}}{RATE}))",
-                        "{{job}} gen {{generation}}",
-                    )
-                ],
+                promql(
+                    f"sum by (job, generation) "
+                    f"(rate(python_gc_collections_total{{{service}}}{RATE}))",
+                    "{{job}} gen {{generation}}",
+                ),
                 unit="ops",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Open file descriptors",
-                [
-                    Target(f"process_open_fds{{{service}}}", "{{job}}"),
-                    Target(f"process_max_fds{{{service}}}", "{{job}} limit"),
-                ],
+                promql(f"process_open_fds{{{service}}}", "{{job}}"),
+                promql(f"process_max_fds{{{service}}}", "{{job}} limit"),
                 description="Sockets (clients, database pool, event streams) and files.",
-            ),
-            Panel(
+            )
+        )
+        .with_panel(
+            graph(
                 "Uptime",
-                [Target(f"time() - process_start_time_seconds{{{service}}}", "{{job}}")],
+                promql(f"time() - process_start_time_seconds{{{service}}}", "{{job}}"),
                 description="Drops to zero when a process restarts.",
                 unit="s",
                 width=24,
                 height=6,
-            ),
-        ],
+            )
+        )
     )
 
 
@@ -594,7 +600,7 @@ DASHBOARDS = {
 def render() -> dict[str, str]:
     """File name -> JSON text of every dashboard."""
     return {
-        name: json.dumps(build().json(), indent=2, ensure_ascii=False) + "\n"
+        name: json.dumps(build(), cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
         for name, build in DASHBOARDS.items()
     }
 
