@@ -44,7 +44,7 @@ exit 1; }
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm \
-	new-service offline-images compose-check
+	new-service offline-images compose-check k8s-up k8s-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -158,7 +158,7 @@ compose-check: ## make up, then e2e, locust, stop and down against it under a re
 offline-images: ## Build stand-ins of the official images from Debian packages and Go modules (root; for OFFLINE=1)
 	bash deploy/offline/build-images.sh
 
-helm: ## Lint (--strict) and render the Helm chart, with its default and its ci/ values
+helm: ## Lint (--strict) and render the Helm chart, with its default, ci/ and minikube values
 	@test -x "$(HELM)" || { echo "make helm needs helm: go install \
 helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run shows the build flags)" >&2; exit 1; }
 	$(HELM) lint --strict --kube-version $(HELM_KUBE_VERSION) $(CHART)
@@ -166,8 +166,17 @@ helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run shows the build flags)" >&2; exit 1; }
 	$(HELM) template bookshop $(CHART) --kube-version $(HELM_KUBE_VERSION) >/dev/null
 	$(HELM) template bookshop $(CHART) --kube-version $(HELM_KUBE_VERSION) \
 		-f $(CHART)/ci/full-values.yaml >/dev/null
-	@echo "chart OK; objects validated against the Kubernetes schemas by: \
-uv run pytest tests/deploy/test_helm.py"
+	$(HELM) lint --strict --kube-version $(HELM_KUBE_VERSION) $(CHART) -f $(CHART)/values-minikube.yaml
+	@echo "chart OK; objects validated against the Kubernetes schemas, kube-score and promtool by: \
+uv run pytest tests/deploy/test_helm.py tests/deploy/test_minikube.py"
+
+k8s-up: ## The whole stack on minikube: images built in it, the chart with PostgreSQL, Jaeger, Prometheus, Grafana, compose's ports forwarded (OFFLINE=1)
+	$(REQUIRE_UV)
+	uv run python deploy/minikube/run.py up $(if $(OFFLINE),--offline)
+
+k8s-down: ## Stop k8s-up's port-forwards and uninstall the release (VOLUMES=1 deletes its namespace: data and passwords)
+	$(REQUIRE_UV)
+	uv run python deploy/minikube/run.py down $(if $(VOLUMES),--volumes)
 
 new-service: ## Make services/NAME from the template: NAME=reviews [PORT=8004] [DEPENDS=books,chat]
 	$(REQUIRE_UV)

@@ -14,10 +14,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_support import (
     PrometheusServer,
+    find_helm,
     interpolate,
     load_compose,
     require,
 )
+
+from chassis.testing.plugin import running_in_ci
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    path = find_helm()
+    if path is None:
+        message = "`helm` is not installed: go install helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run)"
+        if running_in_ci():
+            pytest.fail(f"CI requires it: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -46,25 +46,40 @@ READY_TIMEOUT = 30.0
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 
 
-def require(tool: str) -> str:
-    """The path of ``tool``; skips without it, fails under CI."""
-    path = shutil.which(tool)
+def _present(path: str | None, message: str) -> str:
+    """``path``; when it is None, skips saying ``message``, or fails under CI."""
     if path is None:
-        message = f"`{tool}` is not on PATH (Debian: apt-get install prometheus)"
         if running_in_ci():
             pytest.fail(f"CI requires it: {message}", pytrace=False)
         pytest.skip(message)
     return path
 
 
-def find_helm() -> str | None:
-    """helm on PATH, or where `go install` puts it (GOBIN, else GOPATH/bin, else ~/go/bin)."""
-    found = shutil.which("helm")
+def require(tool: str) -> str:
+    """The path of ``tool``; skips without it, fails under CI."""
+    return _present(
+        shutil.which(tool), f"`{tool}` is not on PATH (Debian: apt-get install prometheus)"
+    )
+
+
+def find_go_tool(name: str) -> str | None:
+    """``name`` on PATH, or where `go install` puts it (GOBIN, else GOPATH/bin, else ~/go/bin):
+    .ci/run builds helm, kube-score and promtool-v3.5.0 so."""
+    found = shutil.which(name)
     if found:
         return found
     gopath = os.environ.get("GOPATH", str(Path.home() / "go")).split(os.pathsep)[0]
-    candidate = Path(os.environ.get("GOBIN") or Path(gopath) / "bin") / "helm"
+    candidate = Path(os.environ.get("GOBIN") or Path(gopath) / "bin") / name
     return str(candidate) if candidate.is_file() else None
+
+
+def find_helm() -> str | None:
+    return find_go_tool("helm")
+
+
+def require_go_tool(name: str, how: str) -> str:
+    """The path of ``name`` (find_go_tool); skips without it, fails under CI."""
+    return _present(find_go_tool(name), f"`{name}` is not installed: {how} (.ci/run builds it)")
 
 
 def interpolate(value: Any, environ: Mapping[str, str]) -> Any:

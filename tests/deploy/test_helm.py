@@ -38,7 +38,7 @@ import kubernetes_validate
 import pytest
 import service_registry
 import yaml
-from deploy_support import CONTAINER_PORT, DOCKERFILE, ROOT, find_helm, load_compose
+from deploy_support import CONTAINER_PORT, DOCKERFILE, ROOT, load_compose
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 from test_compose import (
     allowed_variables,
@@ -52,7 +52,6 @@ from chassis.auth import TokenVerifier
 from chassis.config import load_settings
 from chassis.dev_issuer import DevIssuer
 from chassis.endpoints import LIVE, METRICS, READY
-from chassis.testing.plugin import running_in_ci
 
 CHART = ROOT / "deploy" / "helm" / "bookshop"
 # Every folder under services/ (deploy/service_registry.py), in the order of their ports.
@@ -105,17 +104,6 @@ def auth_files(service: str) -> dict[str, str]:
 
 
 # -- helm -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    path = find_helm()
-    if path is None:
-        message = "`helm` is not installed: go install helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run)"
-        if running_in_ci():
-            pytest.fail(f"CI requires it: {message}", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -984,6 +972,16 @@ def test_notes_say_what_the_chart_does_not_run(helm: str, tmp_path: Path) -> Non
                 "the chart made from auth.publicKey",
             ],
         ),
+        (
+            ("-f", str(CHART / "values-minikube.yaml")),
+            [
+                "Demo infrastructure in the release: grafana, jaeger, postgresql, prometheus",
+                "Secret bookshop-database, key books",
+                "OTLP/HTTP to http://jaeger:4318",
+                "port-forward service/grafana 3000:3000",
+                "port-forward service/jaeger 16686:16686",
+            ],
+        ),
     ]:
         result = run_helm(
             helm,
@@ -998,6 +996,9 @@ def test_notes_say_what_the_chart_does_not_run(helm: str, tmp_path: Path) -> Non
         text = yaml.safe_load(result.stdout)["data"]["notes"]
         for phrase in expected:
             assert phrase in text, text
+        if "infrastructure" in " ".join(values) or "minikube" in " ".join(values):
+            assert "runs no PostgreSQL" not in text
+            assert "create secret generic bookshop-database" not in text, "the chart makes it"
 
 
 def test_the_readme_documents_every_value() -> None:
@@ -1081,7 +1082,7 @@ def _write_yaml(path: Path, data: dict[str, Any]) -> None:
 
 @pytest.fixture
 def repository_copy(tmp_path: Path) -> Path:
-    """A copy of the chart (its services/ symlink included, unchanged) and of the service
+    """A copy of the chart (its symlinks included, unchanged), of what they name, and of the service
     folders, with one more folder: reviews (chat's manifests, port 8004), which calls books
     with a token of scope catalog:write, and holds what a service folder holds besides (tests,
     sources, migrations, a README) for .helmignore to leave out."""
@@ -1092,6 +1093,10 @@ def repository_copy(tmp_path: Path) -> Path:
         tmp_path / "services",
         ignore=shutil.ignore_patterns("__pycache__", "*.db", ".pytest_cache"),
     )
+    # what the chart's other symlinks name (the demo infrastructure's files)
+    for folder in (Path("observability"), Path("deploy/compose/postgres")):
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
     reviews = tmp_path / "services" / "reviews"
     chat = REGISTRY["chat"]
     manifest = yaml.safe_load((chat.folder / service_registry.MANIFEST).read_text())

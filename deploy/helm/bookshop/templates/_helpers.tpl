@@ -207,9 +207,13 @@ app.kubernetes.io/component: helm-test
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* Labels of one service's objects; argument: dict "root" $ "name" "books". */}}
+{{/*
+Labels of one service's objects; argument: dict "root" $ "name" "books". The component label
+tells the services from the demo infrastructure (Prometheus' discovery keeps only these).
+*/}}
 {{- define "bookshop.labels" -}}
 {{ include "bookshop.selectorLabels" . }}
+app.kubernetes.io/component: service
 {{ include "bookshop.metaLabels" .root }}
 {{- end }}
 
@@ -242,10 +246,10 @@ A service's context, what the templates below take for one service:
 {{- define "bookshop.databaseSecret" -}}
 {{- if .values.database.existingSecret -}}
 {{- .values.database.existingSecret -}}
-{{- else if .root.Values.database.create -}}
+{{- else if or .root.Values.database.create .root.Values.infrastructure.postgresql.enabled -}}
 {{- include "bookshop.databaseSecretName" .root -}}
 {{- else -}}
-{{- required "database.existingSecret (or database.create with database.urls) is required: the chart runs no PostgreSQL" .root.Values.database.existingSecret -}}
+{{- required "database.existingSecret (or database.create with database.urls, or infrastructure.postgresql.enabled) is required: a service needs its database URL" .root.Values.database.existingSecret -}}
 {{- end -}}
 {{- end }}
 
@@ -338,7 +342,7 @@ Argument: dict "root" $ "name" "books".
   value: {{ $root.Values.auth.issuer | quote }}
 - name: OTEL_SERVICE_NAME
   value: {{ .name }}
-{{- with $root.Values.telemetry.otlpEndpoint }}
+{{- with include "bookshop.otlpEndpoint" $root }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
 {{- else }}
