@@ -1,19 +1,24 @@
 """The whole stack on minikube, as `make up` runs it under compose: `make k8s-up`, `make k8s-down`.
 
-    run.py up [--offline]    check minikube, kubectl and helm; build every service's image in
-                             the cluster (`minikube image build`, compose's Dockerfile, build
-                             arguments and tags); install the chart with values-minikube.yaml
-                             (PostgreSQL, Jaeger, Prometheus, Grafana in the release) and wait
-                             until every pod is ready; forward each port compose publishes
-                             to 127.0.0.1 (a background `run.py forward`), print the URLs
+    run.py up [--offline]    check minikube, kubectl, helm and docker; build every service's
+                             image with compose's own build, into minikube's Docker engine
+                             (`minikube docker-env`); install the chart with
+                             values-minikube.yaml (PostgreSQL, Jaeger, Prometheus, Grafana in the
+                             release) and wait until every pod is ready; forward each port
+                             compose publishes to 127.0.0.1 (a background `run.py forward`),
+                             print the URLs
     run.py down [--volumes]  stop the forwards, uninstall the release; --volumes also deletes
                              the namespace: PostgreSQL's volume and the Secret of its passwords
-    run.py forward           the forwards themselves, each restarted when it drops (a pod
-                             restarted, a connection lost) until SIGTERM; `up` starts it
+    run.py forward           the forwards themselves (forward.py: each checked and started
+                             again when it ends or stops answering) until SIGTERM; `up` starts it
 
 The ports are compose's (the services' service.yml ports, Jaeger :16686, Prometheus :9090,
 Grafana :3000), so `make break`, `make heal`, `make load`, `make e2e` with E2E_*_URL and a
 browser work against the cluster as against compose; the two cannot run at once.
+
+Images: `docker compose build` of the service images, with the docker CLI pointed at minikube's
+engine, so they are exactly compose's (bookshop-<service>:dev) and already on the node; a build
+that fails stops k8s-up. This needs minikube's default container runtime, Docker.
 
 Tokens: the release trusts the dev issuer of .dev/auth (chassis.dev_issuer, the key pair
 `make dev` uses), so `make token` mints tokens the cluster accepts; each service's credentials
@@ -31,9 +36,9 @@ where `go install` puts it), FAULTS__TOKEN.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,19 +46,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chassis.dev_issuer import DevIssuer
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
+sys.path.insert(0, str(HERE))
 import service_registry  # noqa: E402 - deploy/ holds no package
+from forward import Forward, Forwarder  # noqa: E402 - nor does deploy/minikube/
 
 CHART = ROOT / "deploy" / "helm" / "bookshop"
 VALUES = CHART / "values-minikube.yaml"
-DOCKERFILE = "deploy/Dockerfile"
+COMPOSE_DIR = ROOT / "deploy" / "compose"
 OFFLINE_IMAGES = ROOT / "deploy" / "offline" / "images.env"
 DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 AUTH_DIR = DEV_DIR / "auth"
@@ -68,12 +76,13 @@ DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"  # noqa: S105 - the published
 TOKEN_SECONDS = 7 * 24 * 3600  # as compose's auth-init: minted again at each `up`
 READY_TIMEOUT = "10m"  # the first install pulls the infrastructure's images
 FORWARD_TIMEOUT_SECONDS = 60.0
-RESTART_PAUSE_SECONDS = 1.0
+STATUS_TIMEOUT_SECONDS = 60
 HOST = "127.0.0.1"
 MINIKUBE_START = "minikube start --memory=4096 --cpus=2"
 INSTALL = {
     "minikube": "https://minikube.sigs.k8s.io/docs/start/",
     "kubectl": "https://kubernetes.io/docs/tasks/tools/ (or `minikube kubectl --`)",
+    "docker": "the docker CLI with Compose v2 (what `make up` needs): it builds the images",
     "helm": "go install helm.sh/helm/v3/cmd/helm@v3.22.0 (.ci/run builds it so)",
 }
 # What each offline stand-in replaces, and the user its image runs as (resolved in the image:
@@ -83,15 +92,9 @@ OFFLINE_INFRASTRUCTURE = {
     "jaeger": ("JAEGER_IMAGE", None),
     "prometheus": ("PROMETHEUS_IMAGE", "prometheus"),
 }
-
-
-@dataclass(frozen=True)
-class Forward:
-    """One `kubectl port-forward`: 127.0.0.1:<local> to port <remote> of Service <service>."""
-
-    service: str
-    local: int
-    remote: int
+# The ports compose publishes that k8s-up does not forward: nothing outside the cluster needs
+# the database or the OTLP receivers, and locust runs from the host (`make load`).
+NOT_FORWARDED = {5432, 4317, 4318, 8089}
 
 
 class Failure(Exception):
@@ -129,10 +132,12 @@ def forwards(
     registry: Mapping[str, service_registry.ServiceManifest], *, grafana: bool
 ) -> list[Forward]:
     """compose's published ports: each service's, then Jaeger's UI, Prometheus', Grafana's."""
-    found = [Forward(name, service.port, 8000) for name, service in registry.items()]
-    found += [Forward("jaeger", 16686, 16686), Forward("prometheus", 9090, 9090)]
+    found = [
+        Forward(name, service.port, 8000, "/health/live") for name, service in registry.items()
+    ]
+    found += [Forward("jaeger", 16686, 16686, "/"), Forward("prometheus", 9090, 9090, "/-/healthy")]
     if grafana:
-        found.append(Forward("grafana", 3000, 3000))
+        found.append(Forward("grafana", 3000, 3000, "/api/health"))
     return found
 
 
@@ -147,25 +152,17 @@ def offline_images(path: Path = OFFLINE_IMAGES) -> dict[str, str]:
     return images
 
 
-def build_commands(
-    registry: Mapping[str, service_registry.ServiceManifest],
-    *,
-    python_image: str | None,
-    git_commit: str,
-) -> list[list[str]]:
-    """One `minikube image build` per service: compose's build (context the repository,
-    deploy/Dockerfile, SERVICE and PYTHON_IMAGE arguments) and compose's image name."""
-    commands = []
-    for name in registry:
-        arguments = [f"SERVICE={name}", f"GIT_COMMIT={git_commit}"]
-        if python_image:
-            arguments.append(f"PYTHON_IMAGE={python_image}")
-        command = ["minikube", "--profile", profile(), "image", "build", "-t", image_name(name)]
-        # BuildKit: the Dockerfile caches uv's downloads with RUN --mount.
-        command += ["-f", DOCKERFILE, "--build-env=DOCKER_BUILDKIT=1"]
-        command += [f"--build-opt=build-arg={argument}" for argument in arguments]
-        commands.append([*command, "."])
-    return commands
+def compose_build(
+    registry: Mapping[str, service_registry.ServiceManifest], *, offline: bool
+) -> list[str]:
+    """`make up`'s build of the service images (compose.yaml and generated/services.yaml; the
+    stand-in Python image with --offline), nothing else."""
+    command = ["docker", "compose"]
+    if offline:
+        command += ["--env-file", str(OFFLINE_IMAGES)]
+    command += ["-f", str(COMPOSE_DIR / "compose.yaml")]
+    command += ["-f", str(COMPOSE_DIR / "generated" / "services.yaml"), "build", *registry]
+    return command
 
 
 def image_name(service: str) -> str:
@@ -219,16 +216,15 @@ def installed(*tools: str) -> str:
 
 
 def preflight() -> str:
-    """helm's path, once minikube and kubectl are there and the cluster runs; else Failure."""
-    helm = installed("minikube", "kubectl")
-    status = subprocess.run(
-        ["minikube", "status", "--profile", profile(), "--output", "json"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    """helm's path, once minikube, kubectl and docker are there and the cluster runs."""
+    helm = installed("minikube", "kubectl", "docker")
+    status = capture(["minikube", "status", "--profile", profile(), "--output", "json"])
     try:
-        states = json.loads(status.stdout)
+        states: Any = json.loads(status.stdout)
     except json.JSONDecodeError:
         states = {}
+    if isinstance(states, list):  # one entry per node: the first is the control plane
+        states = states[0] if states else {}
     if not isinstance(states, dict) or states.get("APIServer") != "Running":
         raise Failure(
             f"minikube profile {profile()!r} is not running "
@@ -240,39 +236,26 @@ def preflight() -> str:
 def up(*, offline: bool) -> None:
     registry = service_registry.load_services()
     helm = preflight()
-    busy = [
-        f":{forward.local}"
-        for forward in forwards(registry, grafana=not offline)
-        if port_in_use(forward.local)
-    ]
-    if busy and not FORWARD_PID.exists():
-        raise Failure(
-            f"port(s) in use: {', '.join(busy)}. Is `make up` or `make dev` running? Stop it first."
-        )
+    found = forwards(registry, grafana=not offline)
     stop_forwarding()
+    busy = [f":{forward.local}" for forward in found if port_in_use(forward.local)]
+    if busy:
+        raise Failure(f"port(s) in use: {', '.join(busy)}. Is `make up` or `make dev` running?")
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     tokens = mint_tokens(registry)
-    python_image, pieces = None, None
-    if offline:
-        python_image, pieces = load_offline_images()
-    for command in build_commands(registry, python_image=python_image, git_commit=git_commit()):
-        run(command)
-    secrets = write_secret_values(os.environ.get("FAULTS__TOKEN") or DEV_FAULTS_TOKEN)
+    pieces = load_offline_images() if offline else None
+    build_images(registry, offline=offline)
+    secrets = STATE_DIR / "secret-values.yaml"
+    write_private(secrets, json.dumps({"faults": {"token": faults_token()}}) + "\n")
     values = helm_values(
         public_key=AUTH_DIR / "issuer.pub", tokens=tokens, offline=pieces, secrets=secrets
     )
     run(helm_install(helm, values))
-    found = forwards(registry, grafana=not offline)
     start_forwarding()
     wait_for_forwards(found)
     print(f"bookshop is up on minikube (namespace {namespace()}; make k8s-down stops it):")
-    for forward in found:
-        if forward.service in registry:
-            print(
-                service_registry.banner_line(
-                    registry[forward.service], f"http://localhost:{forward.local}"
-                )
-            )
+    for service in registry.values():
+        print(service_registry.banner_line(service, f"http://localhost:{service.port}"))
     print("  Jaeger      http://localhost:16686")
     print("  Prometheus  http://localhost:9090         alerts http://localhost:9090/alerts")
     if offline:
@@ -281,7 +264,11 @@ def up(*, offline: bool) -> None:
         print("  Grafana     http://localhost:3000         (anonymous viewer; the admin password:")
         print(f"              kubectl -n {namespace()} get secret {RELEASE}-grafana "
               "-o jsonpath='{.data.admin-password}' | base64 -d)")  # fmt: skip
-    print(f"  forwards    kept up by a background process: {FORWARD_LOG}")
+    print(f"  forwards    kept up in the background: {FORWARD_LOG}")
+
+
+def faults_token() -> str:
+    return os.environ.get("FAULTS__TOKEN") or DEV_FAULTS_TOKEN
 
 
 def mint_tokens(registry: Mapping[str, service_registry.ServiceManifest]) -> dict[str, Path]:
@@ -294,26 +281,51 @@ def mint_tokens(registry: Mapping[str, service_registry.ServiceManifest]) -> dic
             token = issuer.mint(
                 audience=dependency, scopes=list(scopes), subject=name, ttl_seconds=TOKEN_SECONDS
             )
-            path.write_text(token, encoding="utf-8")
-            path.chmod(0o600)
+            write_private(path, token)
             tokens[f"{name}-{dependency}"] = path
     return tokens
 
 
-def write_secret_values(faults_token: str) -> Path:
-    """A values file only its owner reads: the fault-injection token."""
-    path = STATE_DIR / "secret-values.yaml"
-    path.touch(mode=0o600)
-    path.write_text(json.dumps({"faults": {"token": faults_token}}) + "\n", encoding="utf-8")
-    return path
+def write_private(path: Path, text: str) -> None:
+    """``text`` in a file only its owner may read, from the first byte."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
-def load_offline_images() -> tuple[str, dict[str, tuple[str, dict[str, int]]]]:
-    """Load the stand-ins into the cluster; the Python image, and each piece's image and ids."""
-    if shutil.which("docker") is None:
-        raise Failure(
-            "--offline loads the stand-ins from the local Docker engine: docker is not on PATH"
+def build_images(
+    registry: Mapping[str, service_registry.ServiceManifest], *, offline: bool
+) -> None:
+    """compose's build into minikube's Docker engine; then each image must be there."""
+    environment = {**os.environ, **minikube_docker_env(), "GIT_COMMIT": git_commit()}
+    run([sys.executable, str(COMPOSE_DIR / "generate.py")])
+    run(compose_build(registry, offline=offline), environment)
+    for name in registry:
+        found = capture(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", image_name(name)], environment
         )
+        if found.returncode != 0:
+            raise Failure(f"{image_name(name)} is not in minikube's Docker engine after the build")
+
+
+def minikube_docker_env() -> dict[str, str]:
+    """What `eval $(minikube docker-env)` sets: the docker CLI then talks to minikube's engine."""
+    result = capture(["minikube", "--profile", profile(), "docker-env", "--shell", "bash"])
+    if result.returncode != 0:
+        raise Failure(
+            f"minikube docker-env failed ({result.stderr.strip()}): k8s-up builds the images in "
+            "minikube's Docker engine, its default container runtime "
+            "(minikube start --container-runtime=docker)"
+        )
+    found = dict(re.findall(r'^export (\w+)="(.*)"$', result.stdout, re.MULTILINE))
+    if "DOCKER_HOST" not in found:
+        raise Failure(f"minikube docker-env named no DOCKER_HOST: {result.stdout.strip()}")
+    return found
+
+
+def load_offline_images() -> dict[str, tuple[str, dict[str, int]]]:
+    """Load the stand-ins into the cluster from the local engine; each piece's image and ids."""
     images = offline_images()
     pieces = {}
     for piece, (variable, user) in OFFLINE_INFRASTRUCTURE.items():
@@ -327,15 +339,12 @@ def load_offline_images() -> tuple[str, dict[str, tuple[str, dict[str, int]]]]:
         pieces[piece] = (images[variable], ids)
     for image in (images["PYTHON_IMAGE"], *(image for image, _ in pieces.values())):
         run(["minikube", "--profile", profile(), "image", "load", image])
-    return images["PYTHON_IMAGE"], pieces
+    return pieces
 
 
 def image_id(image: str, flag: str, user: str) -> int:
-    """The uid (-u) or gid (-g) of ``user`` in ``image``."""
-    result = subprocess.run(
-        ["docker", "run", "--rm", "--entrypoint", "id", image, flag, user],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+    """The uid (-u) or gid (-g) of ``user`` in ``image`` (in the local engine)."""
+    result = capture(["docker", "run", "--rm", "--entrypoint", "id", image, flag, user])
     if result.returncode != 0:
         raise Failure(
             f"{image}: no user {user} ({result.stderr.strip()}); make offline-images builds it"
@@ -344,20 +353,28 @@ def image_id(image: str, flag: str, user: str) -> int:
 
 
 def git_commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "unknown"
+    return capture(["git", "rev-parse", "--short=12", "HEAD"]).stdout.strip() or "unknown"
 
 
-def run(command: Sequence[str]) -> None:
+def capture(
+    command: Sequence[str], environment: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``command``'s output; a command that hangs past STATUS_TIMEOUT_SECONDS is a Failure."""
+    try:
+        return subprocess.run(
+            command, cwd=ROOT, env=environment, capture_output=True, text=True, check=False,
+            timeout=STATUS_TIMEOUT_SECONDS,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        raise Failure(
+            f"{' '.join(command)} did not answer in {STATUS_TIMEOUT_SECONDS} s"
+        ) from error
+
+
+def run(command: Sequence[str], environment: Mapping[str, str] | None = None) -> None:
     print("+ " + " ".join(command), flush=True)
-    if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:
-        raise Failure(f"{command[0]} {command[1] if len(command) > 1 else ''} failed (see above)")
+    if subprocess.run(command, cwd=ROOT, env=environment, check=False).returncode != 0:
+        raise Failure(f"{' '.join(command[:3])} ... failed (see above)")
 
 
 # -- forwarding -----------------------------------------------------------------------------------
@@ -388,57 +405,48 @@ def wait_for_forwards(found: Sequence[Forward]) -> None:
 
 
 def stop_forwarding() -> None:
-    """Stop the background forwards of an earlier `up`, if any."""
+    """Stop the background forwards of an earlier `up`: only if the recorded process is still
+    that forwarder (a stale file after a reboot may name another process)."""
     try:
         pid = int(FORWARD_PID.read_text(encoding="utf-8"))
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
+        FORWARD_PID.unlink(missing_ok=True)
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+    if Path(__file__).name.encode() in b" ".join(command) and b"forward" in command:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        else:
+            deadline = time.monotonic() + 15
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
     FORWARD_PID.unlink(missing_ok=True)
 
 
 def forward() -> None:
-    """Keep one `kubectl port-forward` per Forward running until SIGTERM."""
+    """Keep the forwards up until SIGTERM."""
     registry = service_registry.load_services()
-    grafana = subprocess.run(
-        kubectl("get", "service", "grafana", "--ignore-not-found", "--output", "name"),
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    wanted = forwards(registry, grafana=bool(grafana))
-    running: dict[Forward, subprocess.Popen[bytes]] = {}
-    stopping = False
+    grafana = capture(kubectl("get", "service", "grafana", "--ignore-not-found", "-o", "name"))
+    forwarder = Forwarder(
+        forwards(registry, grafana=bool(grafana.stdout.strip())),
+        lambda item: kubectl(
+            "port-forward",
+            "--address",
+            HOST,
+            f"service/{item.service}",
+            f"{item.local}:{item.remote}",
+        ),
+        log=lambda line: print(line, flush=True),
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        forwarder.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopping:
-        for item in wanted:
-            process = running.get(item)
-            if process is None or process.poll() is not None:
-                if process is not None:
-                    print(
-                        f"forward :{item.local} -> {item.service} ended "
-                        f"({process.returncode}); starting it again",
-                        flush=True,
-                    )
-                running[item] = subprocess.Popen(
-                    kubectl(
-                        "port-forward",
-                        "--address",
-                        HOST,
-                        f"service/{item.service}",
-                        f"{item.local}:{item.remote}",
-                    )
-                )
-        time.sleep(RESTART_PAUSE_SECONDS)
-    for process in running.values():
-        process.terminate()
-    for process in running.values():
-        process.wait(timeout=10)
+    forwarder.run()
 
 
 def port_in_use(port: int) -> bool:
@@ -453,23 +461,9 @@ def port_in_use(port: int) -> bool:
 def down(*, volumes: bool) -> None:
     stop_forwarding()
     helm = installed("kubectl")
-    listed = subprocess.run(
-        [helm, "status", RELEASE, "--kube-context", profile(), "--namespace", namespace()],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if listed.returncode == 0:
-        run(
-            [
-                helm,
-                "uninstall",
-                RELEASE,
-                "--kube-context",
-                profile(),
-                "--namespace",
-                namespace(),
-                "--wait",
-            ]
-        )
+    release = [RELEASE, "--kube-context", profile(), "--namespace", namespace()]
+    if capture([helm, "status", *release]).returncode == 0:
+        run([helm, "uninstall", *release, "--wait"])
     else:
         print(
             f"no release {RELEASE} in namespace {namespace()} of {profile()}: nothing to uninstall"
@@ -479,7 +473,7 @@ def down(*, volumes: bool) -> None:
     else:
         print(
             "PostgreSQL's volume and passwords are kept for the next k8s-up "
-            "(make k8s-down VOLUMES=1 deletes them)"
+            "(VOLUMES=1 deletes them)"
         )
 
 

@@ -17,11 +17,17 @@ No Kubernetes cluster can run here. What runs instead:
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +45,7 @@ from deploy_support import (
     require_go_tool,
 )
 from kubernetes_validate.utils import SchemaNotFoundError
+from sqlalchemy.engine import make_url
 from test_compose import image_environment, memory_bytes, settings_class
 from test_helm import (
     CHART,
@@ -76,6 +83,7 @@ PIECES = {
 MINIKUBE_MEMORY = 2 * 1024**3
 FAULT_TOKEN = "a-fault-token-of-the-users-own"
 RULES_DIR = "/etc/prometheus/rules"
+GENERATED_SERVICES = COMPOSE_DIR / "generated" / "services.yaml"
 # promtool of the Prometheus compose runs, as .ci/run names it.
 PROMTOOL = "promtool-v3.5.0"
 
@@ -388,7 +396,7 @@ def test_scrape_discovery_selects_exactly_the_services(objects: tuple[dict[str, 
     another release, one of another namespace and a service's pod still migrating: exactly
     each service's http port, with job and service its name, as compose's static jobs."""
     config = prometheus_config(objects)
-    pods = dict(workloads(objects))
+    pods = copy.deepcopy(workloads(objects))  # the fixture's objects stay as rendered
     books = pods["books"]
     other_release = {
         **books["metadata"],
@@ -404,9 +412,7 @@ def test_scrape_discovery_selects_exactly_the_services(objects: tuple[dict[str, 
     job = config["scrape_configs"][0]
     job["kubernetes_sd_configs"][0].pop("selectors")
     job["relabel_configs"][0]["regex"] = ".*"
-    assert selected(config, workloads(objects), NAMESPACE) == expected, (
-        "the annotation alone keeps them out"
-    )
+    assert selected(config, pods, NAMESPACE) == expected, "the annotation alone keeps them out"
     for pod in ("prometheus", "grafana"):
         pods[pod]["metadata"].setdefault("annotations", {})["prometheus.io/scrape"] = "true"
     assert {"prometheus", "grafana"} <= {job for job, *_ in selected(config, pods, NAMESPACE)}
@@ -520,7 +526,9 @@ def test_the_passwords_are_random_kept_and_never_in_the_pod_spec(
     given = template(
         helm, *k8s_up_values, "--set", "infrastructure.postgresql.servicePassword=p@ss word"
     )
-    assert urlsplit(database_urls(tuple(given))["books"]).password == "p%40ss+word"
+    assert make_url(database_urls(tuple(given))["books"]).password == "p@ss word", (
+        "as SQLAlchemy reads it"
+    )
     text = yaml.safe_dump([pod for pod in workloads(objects).values()])
     assert not [p for p in passwords.values() if p in text]
 
@@ -609,28 +617,21 @@ def test_the_images_are_the_ones_compose_builds_and_runs(
         assert container["image"] == interpolate(compose[service]["image"], {}), piece
 
 
-def test_k8s_up_builds_each_image_as_compose_does() -> None:
+def test_k8s_up_builds_the_images_with_composes_own_build() -> None:
+    """`docker compose build` of the services, on compose's files (with the stand-ins'
+    variables offline): the very images `make up` runs, named as the chart expects them."""
     compose = load_compose()["services"]
-    commands = RUN.build_commands(REGISTRY, python_image=None, git_commit="abc")
-    assert len(commands) == len(SERVICES)
-    for name, command in zip(SERVICES, commands, strict=True):
-        build = compose[name]["build"]
-        assert (COMPOSE_DIR / build["context"]).resolve() == ROOT
-        assert command[-1] == "."
-        assert command[command.index("-f") + 1] == build["dockerfile"]
-        assert command[command.index("-t") + 1] == interpolate(compose[name]["image"], {})
-        given = dict(
-            part.removeprefix("--build-opt=build-arg=").split("=", 1)
-            for part in command
-            if part.startswith("--build-opt=")
-        )
-        assert given == {"SERVICE": name, "GIT_COMMIT": "abc"}
-        assert set(given) <= set(build["args"])
-    offline = RUN.offline_images()
-    (command, *_) = RUN.build_commands(
-        REGISTRY, python_image=offline["PYTHON_IMAGE"], git_commit="abc"
-    )
-    assert f"--build-opt=build-arg=PYTHON_IMAGE={offline['PYTHON_IMAGE']}" in command
+    for offline in (False, True):
+        command = RUN.compose_build(REGISTRY, offline=offline)
+        files = [command[i + 1] for i, part in enumerate(command) if part == "-f"]
+        assert files == [str(COMPOSE_DIR / "compose.yaml"), str(GENERATED_SERVICES)]
+        assert command[command.index("build") + 1 :] == list(SERVICES)
+        assert ("--env-file" in command) is offline
+        if offline:
+            assert command[command.index("--env-file") + 1] == str(RUN.OFFLINE_IMAGES)
+    for name in SERVICES:
+        assert "build" in compose[name]
+        assert interpolate(compose[name]["image"], {}) == RUN.image_name(name)
 
 
 def test_offline_the_stand_ins_run_and_grafana_does_not(
@@ -676,8 +677,8 @@ def test_the_infrastructure_runs_as_compose_runs_it(objects: tuple[dict[str, Any
             for name, entry in env_of(container).items()
             if "PASSWORD" not in name
         }
-        # set by the chart for Kubernetes: the data below the mount point, the listen address
-        ours.pop("PGDATA" if service == "postgres" else "JAEGER_LISTEN_HOST", None)
+        # set by the chart for Kubernetes: the data below the volume's mount point
+        ours.pop("PGDATA" if service == "postgres" else "", None)
         assert ours == environment, piece
         secrets = {name for name, entry in env_of(container).items() if "valueFrom" in entry}
         assert secrets == {
@@ -727,10 +728,17 @@ def test_the_stacks_memory_fits_minikube(objects: tuple[dict[str, Any], ...]) ->
 
 
 def test_k8s_up_forwards_the_ports_compose_publishes() -> None:
+    """Every port compose publishes, to the same port of the same service, but for those
+    nothing outside the cluster needs (the database, the OTLP receivers, locust's UI)."""
     compose = load_compose()["services"]
-    for forward in RUN.forwards(REGISTRY, grafana=True):
-        published = {host: container for host, container in host_ports(compose[forward.service])}
-        assert published.get(forward.local) == forward.remote, forward
+    published = {
+        (name, host, container)
+        for name, service in compose.items()
+        for host, container in host_ports(service)
+        if host not in RUN.NOT_FORWARDED
+    }
+    forwarded = {(f.service, f.local, f.remote) for f in RUN.forwards(REGISTRY, grafana=True)}
+    assert forwarded == published
     assert {f.service for f in RUN.forwards(REGISTRY, grafana=False)} == {
         *SERVICES,
         "jaeger",
@@ -794,22 +802,112 @@ def test_kube_score_finds_nothing_but_what_is_justified(
 
 
 def test_k8s_up_says_what_is_missing(tmp_path: Path) -> None:
-    """Without minikube, then without kubectl: a clear message and a failure, nothing done."""
+    """Without minikube, then kubectl, then docker: a clear message and a failure each time,
+    nothing made."""
     bare = {"PATH": str(tmp_path), "HOME": str(tmp_path), "DEV_DIR": str(tmp_path / "dev")}
     command = [sys.executable, str(ROOT / "deploy" / "minikube" / "run.py"), "up"]
-    result = subprocess.run(
-        command, env=bare, capture_output=True, text=True, check=False, timeout=60
-    )
-    assert result.returncode == 1
-    assert "minikube is not installed (not on PATH): https://minikube.sigs.k8s.io" in result.stderr
-    (tmp_path / "minikube").write_text("#!/bin/sh\nexit 0\n")  # there, as far as PATH goes
-    (tmp_path / "minikube").chmod(0o755)
-    result = subprocess.run(
-        command, env=bare, capture_output=True, text=True, check=False, timeout=60
-    )
-    assert result.returncode == 1
-    assert "kubectl is not installed" in result.stderr
+    for tool, advice in [
+        ("minikube", "https://minikube.sigs.k8s.io"),
+        ("kubectl", "https://kubernetes.io/docs/tasks/tools/"),
+        ("docker", "Compose v2"),
+    ]:
+        result = subprocess.run(
+            command, env=bare, capture_output=True, text=True, check=False, timeout=60
+        )
+        assert result.returncode == 1
+        assert f"{tool} is not installed (not on PATH): " in result.stderr
+        assert advice in result.stderr
+        (tmp_path / tool).write_text("#!/bin/sh\nexit 0\n")  # there, as far as PATH goes
+        (tmp_path / tool).chmod(0o755)
     assert not (tmp_path / "dev").exists(), "nothing made before the checks pass"
+
+
+# What kubectl port-forward does, as far as the forwarder sees it: it listens on a local port
+# and connects each client to the backend it chose when it started; when that backend is gone it
+# goes on listening, and every connection fails.
+STAND_IN_FORWARD = """
+import socket, sys, threading
+local, chosen = int(sys.argv[1]), int(open(sys.argv[2]).read())
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", local))
+server.listen()
+def pipe(a, b):
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()
+while True:
+    client, _ = server.accept()
+    try:
+        backend = socket.create_connection(("127.0.0.1", chosen))
+    except OSError:
+        client.close()
+        continue
+    threading.Thread(target=pipe, args=(client, backend), daemon=True).start()
+    threading.Thread(target=pipe, args=(backend, client), daemon=True).start()
+"""
+
+
+def _backend() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: Path) -> None:
+    forward_module = load_script(ROOT / "deploy" / "minikube" / "forward.py", "minikube_forward")
+    first, second = _backend(), _backend()
+    chosen = tmp_path / "backend"
+    chosen.write_text(str(first.server_port))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    item = forward_module.Forward("books", local, 8000, "/health/live")
+    lines: list[str] = []
+    forwarder = forward_module.Forwarder(
+        [item],
+        lambda _: [sys.executable, "-c", STAND_IN_FORWARD, str(local), str(chosen)],
+        log=lines.append,
+        check_seconds=0.2,
+    )
+    runner = threading.Thread(target=forwarder.run)
+    runner.start()
+    try:
+        _wait_until(lambda: forward_module.answers(local, "/health/live"))
+        assert forwarder.restarts[item] == 0
+        first.shutdown()  # the pod is replaced: the forward still listens, every request fails
+        first.server_close()
+        chosen.write_text(str(second.server_port))
+        assert not forward_module.answers(local, "/health/live")
+        _wait_until(lambda: forwarder.restarts[item] == 1)
+        _wait_until(lambda: forward_module.answers(local, "/health/live"))
+        assert any("stopped answering" in line for line in lines), lines
+    finally:
+        forwarder.stop()
+        runner.join(timeout=30)
+        second.shutdown()
+    assert not runner.is_alive()
+    assert not forward_module.answers(local, "/health/live"), "stop() ends the forwards"
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def test_the_chart_package_holds_the_infrastructures_files_and_no_other_of_their_folders(
