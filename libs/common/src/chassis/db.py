@@ -297,23 +297,23 @@ class SqlSpans:
                 db_attributes.DB_QUERY_TEXT: statement,
             },
         )
-        context._chassis_span = span
+        context.chassis_span = span
 
     @staticmethod
     def _after(_: Any, __: Any, ___: str, ____: Any, context: Any, _____: bool) -> None:
-        span = getattr(context, "_chassis_span", None)
+        span = getattr(context, "chassis_span", None)
         if span is not None:
             span.end()
-            context._chassis_span = None
+            context.chassis_span = None
 
     @staticmethod
     def _error(exception_context: Any) -> None:
         context = exception_context.execution_context
-        span = getattr(context, "_chassis_span", None) if context is not None else None
+        span = getattr(context, "chassis_span", None) if context is not None else None
         if span is not None:
             error = exception_context.original_exception
             span.record_exception(error)
             span.set_attribute(error_attributes.ERROR_TYPE, type(error).__name__)
             span.set_status(Status(StatusCode.ERROR))
             span.end()
-            context._chassis_span = None
+            context.chassis_span = None

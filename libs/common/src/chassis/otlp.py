@@ -17,16 +17,18 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
-from opentelemetry.exporter.otlp.proto.http._common import (
-    RequestPayloadTooLargeError,
-    _is_request_too_large,
-)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanContext
+
+from chassis.private_apis import (
+    RequestPayloadTooLargeError,
+    exporter_internals,
+    is_request_too_large,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -300,19 +302,18 @@ class OTLPSpanExporter(trace_exporter.OTLPSpanExporter):
     :func:`encode_spans` for the request body."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        client = getattr(self, "_client", None)
-        metrics = getattr(self, "_metrics", None)
-        limit = getattr(self, "_max_request_size", None)
-        if client is None or metrics is None or limit is None or self._shutdown:
-            return super().export(spans)  # an SDK this class was not written for
-        with metrics.export_operation(len(spans)) as result:
+        internals = exporter_internals(self)
+        if internals is None or internals.shut_down:
+            return super().export(spans)  # an SDK this class was not written for, or shut down
+        client, limit = internals.client, internals.max_request_size
+        with internals.metrics.export_operation(len(spans)) as result:
             try:
                 data = _encode(spans)
             except Exception as error:
                 _logger.error("Failed to encode span batch: %s", error)
                 result.error = error
                 return SpanExportResult.FAILURE
-            if _is_request_too_large(data, limit):
+            if is_request_too_large(data, limit):
                 _logger.warning(
                     "Dropping span batch: serialized size %d bytes exceeds max_request_size "
                     "%d bytes.",

@@ -20,6 +20,8 @@ from concurrent.futures import Executor, Future
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
+from chassis.private_apis import register_before_thread_join
+
 T = TypeVar("T")
 
 
@@ -33,12 +35,9 @@ def _at_exit() -> None:
         pool.shutdown(wait=True)
 
 
-# Private to threading, as concurrent.futures.thread uses it: run before non-daemon threads are
-# joined at exit (atexit would run after, waiting forever on idle workers).
-_register_atexit = getattr(threading, "_register_atexit", None)
-_DAEMON = _register_atexit is None
-if _register_atexit is not None:
-    _register_atexit(_at_exit)
+# Before non-daemon threads are joined at exit (atexit would run after, waiting forever on idle
+# workers): threading's private hook, as concurrent.futures uses it (chassis.private_apis).
+_DAEMON = not register_before_thread_join(_at_exit)
 
 
 class HandlerThreads(Executor):

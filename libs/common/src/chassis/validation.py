@@ -35,6 +35,7 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from chassis.middleware.media_types import UnsupportedMediaType
+from chassis.private_apis import set_parsed_query
 
 _compiled: dict[int, tuple[dict[str, Any], Draft4Validator]] = {}
 _connexion_log = logging.getLogger("connexion.validators.parameter")
@@ -47,7 +48,7 @@ class NamingParameterValidator(ParameterValidator):  # type: ignore[misc]
         request = ConnexionRequest(scope, uri_parser=self.uri_parser)
         if not scope.get("query_string"):
             # What parsing an empty query string resolves to, without parsing it.
-            request._query_params = {}
+            set_parsed_query(request, {})
         self.validate_request(request)
 
     @staticmethod
@@ -154,7 +155,7 @@ class ValidationOperation(RequestValidationOperation):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         operation = self._operation
         self._bodiless = isinstance(operation, OpenAPIOperation) and not operation.request_body
-        uri_parser = operation._uri_parser_class(operation.parameters, operation.body_definition())
+        uri_parser = operation.uri_parser_class(operation.parameters, operation.body_definition())
         self._parameters = self._validator_map["parameter"](
             operation.parameters,
             uri_parser=uri_parser,
