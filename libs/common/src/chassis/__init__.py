@@ -6,38 +6,96 @@
 Everything below is importable, but only the names here are the public API.
 """
 
+import importlib
 import warnings
+from typing import TYPE_CHECKING, Any
 
 # connexion imports Starlette's TestClient at import time, which warns about httpx at every start
 # of every service; the warning is not ours to act on.
 warnings.filterwarnings("ignore", message="Using `httpx`", category=UserWarning)
 
-from chassis.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError  # noqa: E402
-from chassis.cli import ServiceCli  # noqa: E402
-from chassis.client import (  # noqa: E402
-    BadGateway,
-    DependencyError,
-    DependencyTimeout,
-    DependencyUnavailable,
-    ServiceClient,
-    Timeouts,
-)
-from chassis.config import ConfigError, DependencySection, Section, Settings, load_settings  # noqa: E402
-from chassis.db import current_session  # noqa: E402
-from chassis.errors import (  # noqa: E402
-    BadRequestError,
-    ChassisError,
-    ConflictError,
-    DatabaseUnavailable,
-    NotFoundError,
-    ProblemError,
-    ServiceUnavailable,
-    UnprocessableError,
-)
-from chassis.health import DEGRADED, DOWN, UP, CheckResult, FunctionCheck, HealthCheck  # noqa: E402
-from chassis.logging import get_logger  # noqa: E402
-from chassis.retry import RetryPolicy  # noqa: E402
-from chassis.service import Service, SetupLockedError, current_service  # noqa: E402
+# Each public name -> the module that defines it (imported on first use: __getattr__ below).
+_EXPORTS = {
+    "BreakerPolicy": "chassis.breaker",
+    "CircuitBreaker": "chassis.breaker",
+    "CircuitOpenError": "chassis.breaker",
+    "ServiceCli": "chassis.cli",
+    "BadGateway": "chassis.client",
+    "DependencyError": "chassis.client",
+    "DependencyTimeout": "chassis.client",
+    "DependencyUnavailable": "chassis.client",
+    "ServiceClient": "chassis.client",
+    "Timeouts": "chassis.client",
+    "ConfigError": "chassis.config",
+    "DependencySection": "chassis.config",
+    "Section": "chassis.config",
+    "Settings": "chassis.config",
+    "load_settings": "chassis.config",
+    "current_session": "chassis.db",
+    "BadRequestError": "chassis.errors",
+    "ChassisError": "chassis.errors",
+    "ConflictError": "chassis.errors",
+    "DatabaseUnavailable": "chassis.errors",
+    "NotFoundError": "chassis.errors",
+    "ProblemError": "chassis.errors",
+    "ServiceUnavailable": "chassis.errors",
+    "UnprocessableError": "chassis.errors",
+    "CheckResult": "chassis.health",
+    "DEGRADED": "chassis.health",
+    "DOWN": "chassis.health",
+    "FunctionCheck": "chassis.health",
+    "HealthCheck": "chassis.health",
+    "UP": "chassis.health",
+    "get_logger": "chassis.logging",
+    "RetryPolicy": "chassis.retry",
+    "Service": "chassis.service",
+    "SetupLockedError": "chassis.service",
+    "current_service": "chassis.service",
+}
+
+if TYPE_CHECKING:
+    from chassis.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
+    from chassis.cli import ServiceCli
+    from chassis.client import (
+        BadGateway,
+        DependencyError,
+        DependencyTimeout,
+        DependencyUnavailable,
+        ServiceClient,
+        Timeouts,
+    )
+    from chassis.config import ConfigError, DependencySection, Section, Settings, load_settings
+    from chassis.db import current_session
+    from chassis.errors import (
+        BadRequestError,
+        ChassisError,
+        ConflictError,
+        DatabaseUnavailable,
+        NotFoundError,
+        ProblemError,
+        ServiceUnavailable,
+        UnprocessableError,
+    )
+    from chassis.health import DEGRADED, DOWN, UP, CheckResult, FunctionCheck, HealthCheck
+    from chassis.logging import get_logger
+    from chassis.retry import RetryPolicy
+    from chassis.service import Service, SetupLockedError, current_service
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported on first use (PEP 562): `<service> migrate` and `seed` load the
+    configuration and the database layer, not the web stack."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chassis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "DEGRADED",

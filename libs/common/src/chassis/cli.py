@@ -2,37 +2,53 @@
 
 A service's console script is::
 
-    cli = ServiceCli(name="books", load_settings=load, create_service=create_service,
-                     migrations=SERVICE_DIR / "migrations", seed=seed_catalog)
+    cli = ServiceCli(name="books", load_settings=load, create_service="books.app:create_service",
+                     migrations=SERVICE_DIR / "migrations", seed="books.seed:seed_catalog")
+
+``create_service`` and ``seed`` may be given as "module:function": imported only by the command
+that runs them, so that `migrate` and `seed` do not load the web stack (and `migrate` not the
+service's domain either): less memory, a faster start.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chassis.config import ConfigError, Settings
-from chassis.db import Database
 from chassis.logging import configure_logging, get_logger
-from chassis.service import Service
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from chassis.service import Service
 
 SettingsT = TypeVar("SettingsT", bound=Settings)
 log = get_logger("chassis.cli")
+
+
+def resolve(target: Any) -> Any:
+    """``target`` itself, or the attribute a "module:attribute" string names (imported now)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    if not attribute:
+        raise ValueError(f"{target!r}: expected 'module:attribute'")
+    return getattr(importlib.import_module(module), attribute)
 
 
 @dataclass(frozen=True)
 class ServiceCli(Generic[SettingsT]):
     name: str
     load_settings: Callable[[], SettingsT]
-    create_service: Callable[[SettingsT], Service]
+    create_service: Callable[[SettingsT], Service] | str
     migrations: Path
-    seed: Callable[[Session], int] | None = None
+    seed: Callable[[Session], int] | str | None = None
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         arguments = self._parser().parse_args(argv)
@@ -63,9 +79,13 @@ class ServiceCli(Generic[SettingsT]):
         return parser
 
     def _migrate(self, settings: SettingsT, arguments: argparse.Namespace) -> int:
-        from chassis import migrations  # alembic only loads for this command: faster serve
+        from chassis import migrations  # the database layer only loads for this command
 
         url = settings.database.url.get_secret_value()
+        up_to_head = not arguments.downgrade and arguments.revision == "head"
+        if up_to_head and migrations.is_up_to_date(self.migrations, url):
+            log.info("migrations applied", revision=migrations.head_revision(self.migrations))
+            return 0
         if arguments.downgrade:
             migrations.downgrade(self.migrations, url, arguments.revision)
         else:
@@ -78,10 +98,13 @@ class ServiceCli(Generic[SettingsT]):
         if self.seed is None:
             log.info("nothing to seed")
             return 0
+        from chassis.db import Database
+
+        seed: Callable[[Session], int] = resolve(self.seed)
         database = Database(settings.database)
         try:
             with database.session_scope() as session:
-                added = self.seed(session)
+                added = seed(session)
         finally:
             database.dispose()
         log.info("seeded", added=added)
@@ -90,8 +113,9 @@ class ServiceCli(Generic[SettingsT]):
     def _serve(self, settings: SettingsT, arguments: argparse.Namespace) -> int:
         from chassis.server import serve
 
+        create_service: Callable[[SettingsT], Service] = resolve(self.create_service)
         try:
-            service = self.create_service(settings)
+            service = create_service(settings)
         except ConfigError as exc:  # what only the service can check, e.g. auth.public_key
             print(f"{self.name}: {exc}", file=sys.stderr)
             return 2

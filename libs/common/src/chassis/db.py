@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from chassis.config import DatabaseSection
+from chassis.database_url import normalise_url
 from chassis.errors import (
     DATABASE_POOL_EXHAUSTED_DETAIL,
     DATABASE_UNAVAILABLE_DETAIL,
@@ -220,15 +221,6 @@ def _create_engine(url: str, section: DatabaseSection) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _sqlite_begin_before_writing)
     return engine
-
-
-def normalise_url(url: str) -> str:
-    """``postgresql://`` and ``postgres://`` mean psycopg2, the driver the chassis ships with
-    (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
 
 
 _SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|CREATE|DROP|ALTER)\b", re.I)

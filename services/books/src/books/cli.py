@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from books.app import create_service
-from books.seed import seed_catalog
 from books.settings import SERVICE_DIR, load
 from chassis import ServiceCli
 
 cli = ServiceCli(
     name="books",
     load_settings=load,
-    create_service=create_service,
+    # imported by the command that runs them: migrate and seed never load the web stack
+    create_service="books.app:create_service",
     migrations=SERVICE_DIR / "migrations",
-    seed=seed_catalog,
+    seed="books.seed:seed_catalog",
 )
 
 

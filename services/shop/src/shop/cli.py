@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from chassis import ServiceCli
-from shop.app import create_service
 from shop.settings import SERVICE_DIR, load
 
 cli = ServiceCli(
     name="shop",
     load_settings=load,
-    create_service=create_service,
+    # imported by the command that runs them: migrate and seed never load the web stack
+    create_service="shop.app:create_service",
     migrations=SERVICE_DIR / "migrations",
 )
 
