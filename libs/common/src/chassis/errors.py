@@ -20,12 +20,12 @@ the answer, and so the access log, span and metrics), even when given as an ``HT
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.responses import Response
 
-from chassis.tracing import current_trace_id
+if TYPE_CHECKING:
+    from starlette.responses import Response
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 DEFAULT_TYPE = "about:blank"
@@ -141,6 +141,12 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
+    # Imported here: the exceptions above are raised by code that never answers HTTP itself
+    # (the database layer under `<service> seed`), which need not load the web stack.
+    from starlette.responses import Response
+
+    from chassis.tracing import current_trace_id
+
     status = int(status)  # an HTTPStatus member would reach the access log as its repr
     body: dict[str, Any] = {
         "type": type,
