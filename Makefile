@@ -72,10 +72,11 @@ test: check ## Everything that can run here: check, e2e, deploy and docs, then c
 	uv run pytest $(PYTEST_ARGS) $(STACK_TEST_PATHS)
 	@$(MAKE) --no-print-directory compose-check
 
-bench: ## Run the benchmarks: chassis throughput (needs wrk), then shop during a books outage
+bench: ## Run the benchmarks: chassis throughput (needs wrk), shop during a books outage, the order-capacity knee
 	$(REQUIRE_UV)
 	uv run --all-packages python bench/run.py
 	uv run python bench/breaker_outage.py
+	uv run --all-packages python bench/order_capacity.py
 
 books: ## Run the books service alone on :8001 (SQLite in .dev/ unless DATABASE_URL is set)
 	$(REQUIRE_UV)
