@@ -1,11 +1,18 @@
-"""The listener's catch-up after reconnecting, against a real Broker on an event loop (no
-database: the stored messages are a stand-in)."""
+"""The listener against a real Broker on an event loop: its catch-up after reconnecting (no
+database), and its notices on a real PostgreSQL (the stored messages are a stand-in)."""
 
 from __future__ import annotations
 
 import asyncio
+import select
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import psycopg2
+import pytest
+from sqlalchemy import make_url
+
+from chat import persistence
 from chat.live import CLOSED, Broker, Follower, PgListener
 
 
@@ -77,3 +84,55 @@ def test_a_room_that_missed_more_than_a_buffer_is_cut_off_to_reconnect() -> None
 
     # Its stream ends; the client reconnects with Last-Event-ID and reads the database.
     assert asyncio.run(scenario()) == (["CLOSED"], True, 0)
+
+
+# -- against a real PostgreSQL ------------------------------------------------------------------
+
+
+class NoticeArrivesWhileSaying(PgListener):
+    """Its first presence notice goes out after another session's message notice has reached
+    its socket: libpq reads that notice while running the pg_notify, so it is already in
+    ``connection.notifies`` and the socket stays quiet."""
+
+    def __init__(self, *args: Any, announce: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.announce: Callable[[], None] | None = announce
+
+    def _say(self, connection: Any, payloads: Iterable[str]) -> None:
+        payloads = list(payloads)
+        if self.announce is not None and "hello" not in payloads[0]:
+            self.announce()
+            self.announce = None
+            readable, _, _ = select.select([connection], [], [], 5)
+            assert readable, "the message notice never reached the listener's socket"
+        super()._say(connection, payloads)
+
+
+@pytest.mark.postgres
+def test_a_message_notice_read_while_the_listener_speaks_is_published_at_once(
+    postgres_url: str,
+) -> None:
+    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+
+    def announce() -> None:
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '7')", (persistence.NOTIFY_CHANNEL,))
+
+    async def scenario() -> list[Any]:
+        broker = Broker(buffer=8, max_followers=8)
+        broker.bind(asyncio.get_running_loop())
+        listener = NoticeArrivesWhileSaying(
+            dsn, Stored(message("lobby", 7)), broker, announce=announce
+        )
+        listener.start()
+        try:
+            await asyncio.to_thread(listener.listening.wait, 5)
+            follower = broker.subscribe("lobby", after=0)  # a roster changed: it speaks
+            try:
+                return [(await asyncio.wait_for(follower.queue.get(), 3))["id"]]
+            except TimeoutError:
+                return []
+        finally:
+            await asyncio.to_thread(listener.stop)
+
+    assert asyncio.run(scenario()) == [7]

@@ -321,14 +321,18 @@ class PgListener:
             self._say(connection, [hello_notice(self.presence.replica)])
             self._share_all_at = 0.0  # now: what changed while nobody listened included
             while not self._stop.is_set():
+                # Notices that came in while a pg_notify of ours ran are in connection.notifies
+                # already (libpq read them off the socket): no waiting for the socket then.
                 wait = min(1.0, max(0.0, self._share_all_at - time.monotonic()))
-                ready, _, _ = select.select([connection, self._wake_reader], [], [], wait)
+                ready, _, _ = select.select(
+                    [connection, self._wake_reader], [], [], 0 if connection.notifies else wait
+                )
                 if self._wake_reader in ready:
                     self._drain_wakes()
                 if connection in ready:
                     connection.poll()
-                    while connection.notifies:
-                        self._received(connection.notifies.pop(0))
+                while connection.notifies:
+                    self._received(connection.notifies.pop(0))
                 self._share(connection)
             self._say(connection, [bye_notice(self.presence.replica)])
         finally:
