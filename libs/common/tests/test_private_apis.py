@@ -8,21 +8,29 @@ modules from adding private names of their own.
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import structlog
 from connexion.lifecycle import ConnexionRequest
+from connexion.middleware.request_validation import RequestValidationOperation
+from connexion.middleware.swagger_ui import SwaggerUIAPI
+from connexion.validators import JSONRequestBodyValidator
 
 from chassis.otlp import OTLPSpanExporter
 from chassis.private_apis import (
     exporter_internals,
     is_request_too_large,
     register_before_thread_join,
+    request_too_large_error,
     set_parsed_query,
+    structlog_configuration,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -77,6 +85,64 @@ def test_the_otlp_size_check_is_the_exporters() -> None:
     assert is_request_too_large(b"x" * 11, 10), f"{OTLP_HTTP} {version(OTLP_HTTP)}"
     assert not is_request_too_large(b"x" * 10, 10)
     assert not is_request_too_large(b"x" * 11, 0), "0 disables the limit"
+
+
+def test_the_otlp_size_error_is_the_exporters() -> None:
+    error = request_too_large_error("too big")
+    assert type(error).__name__ == "RequestPayloadTooLargeError", (
+        f"{OTLP_HTTP} {version(OTLP_HTTP)}"
+    )
+    assert str(error) == "too big"
+
+
+def test_structlog_keeps_its_configuration_where_chassis_logging_reads_it() -> None:
+    config = structlog_configuration()
+    assert config is not None, (
+        f"structlog {version('structlog')} has no _config._CONFIG: chassis.logging falls back "
+        "to get_config(), a dict built on every check of a cached logger"
+    )
+    public = structlog.get_config()
+    assert (
+        config.default_processors,
+        config.default_wrapper_class,
+        config.logger_factory,
+        config.default_context_class,
+    ) == (
+        public["processors"],
+        public["wrapper_class"],
+        public["logger_factory"],
+        public["context_class"],
+    )
+
+
+def instance_attributes(cls: type) -> set[str]:
+    """The ``self.<name> =`` assignments in a class and its bases' code."""
+    found = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("connexion"):
+            source = inspect.getsource(klass)
+            found |= set(re.findall(r"self\.(_\w+)\s*(?::[^=\n]+)?=", source))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("base", "methods", "attributes", "user"),
+    [
+        (RequestValidationOperation, set(), {"_operation", "_validator_map"}, "validation"),
+        (JSONRequestBodyValidator, {"_validate"}, {"_required"}, "validation"),
+        (SwaggerUIAPI, {"_spec_for_prefix", "_get_swagger_ui_home"}, set(), "middleware.api_docs"),
+    ],
+    ids=["RequestValidationOperation", "JSONRequestBodyValidator", "SwaggerUIAPI"],
+)
+def test_connexion_keeps_the_private_members_chassis_subclasses_use(
+    base: type, methods: set[str], attributes: set[str], user: str
+) -> None:
+    missing = {name for name in methods if not callable(getattr(base, name, None))}
+    missing |= attributes - instance_attributes(base)
+    assert not missing, (
+        f"connexion {version('connexion')}: {base.__name__} lost {sorted(missing)}; "
+        f"chassis.{user} overrides or reads them"
+    )
 
 
 def test_connexion_takes_a_parsed_query_given_beforehand() -> None:

@@ -1,3 +1,5 @@
+import pytest
+
 import chassis
 
 
@@ -18,7 +20,13 @@ def test_every_public_name_resolves() -> None:
         assert getattr(chassis, name) is not None, name
 
 
+def test_the_lazy_exports_are_exactly_all() -> None:
+    assert set(chassis._EXPORTS) == set(chassis.__all__)
+
+
 def test_nothing_public_is_left_out_of_all() -> None:
+    for name in chassis.__all__:
+        getattr(chassis, name)  # every lazy name is now a module global
     public = {
         name
         for name, value in vars(chassis).items()
@@ -26,6 +34,11 @@ def test_nothing_public_is_left_out_of_all() -> None:
     }
 
     assert public <= set(chassis.__all__)
+
+
+def test_a_name_not_exported_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Database'"):
+        chassis.Database  # noqa: B018
 
 
 def test_the_core_names_are_public() -> None:

@@ -82,15 +82,17 @@ if TYPE_CHECKING:
     from chassis.service import Service, SetupLockedError, current_service
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported on first use (PEP 562): `<service> migrate` and `seed` load the
-    configuration and the database layer, not the web stack."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'chassis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # for type checkers a name not imported above does not exist
+
+    def __getattr__(name: str) -> Any:
+        """A public name, imported on first use (PEP 562): `<service> migrate` and `seed` load
+        the configuration and the database layer, not the web stack."""
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'chassis' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

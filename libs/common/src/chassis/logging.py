@@ -25,6 +25,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from chassis.config import LoggingSection
+from chassis.private_apis import structlog_configuration
 
 REDACTED = "[REDACTED]"
 SECRET_KEY = re.compile(
@@ -318,4 +319,4 @@ def _structlog_configuration() -> tuple[Any, Any, Any, Any]:
     )
 
 
-_STRUCTLOG_CONFIG: Any = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+_STRUCTLOG_CONFIG = structlog_configuration()

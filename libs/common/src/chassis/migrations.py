@@ -18,7 +18,7 @@ import ast
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import create_engine, inspect, pool, text
+from sqlalchemy import column, create_engine, inspect, pool, select, table
 
 from chassis.database_url import normalise_url
 
@@ -51,17 +51,22 @@ def _module_constants(path: Path) -> dict[str, object] | None:
     """The module's top-level ``name = <literal>`` assignments, without importing it."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     values: dict[str, object] = {}
     for node in tree.body:
+        # revision = "..." or revision: str = "..." (Alembic's template writes the latter)
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                try:
-                    values[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    continue
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            try:
+                values[target.id] = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue  # not a literal: head_revision gives up if it was one it needs
     return values
 
 
@@ -75,7 +80,8 @@ def is_up_to_date(migrations_dir: Path, database_url: str) -> bool:
         with engine.connect() as connection:
             if not inspect(connection).has_table(VERSION_TABLE):
                 return False
-            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+            version = table(VERSION_TABLE, column("version_num"))
+            rows = connection.execute(select(version.c.version_num)).all()
     finally:
         engine.dispose()
     return [row[0] for row in rows] == [head]

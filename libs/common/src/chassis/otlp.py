@@ -24,11 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import SpanContext
 
-from chassis.private_apis import (
-    RequestPayloadTooLargeError,
-    exporter_internals,
-    is_request_too_large,
-)
+from chassis.private_apis import exporter_internals, is_request_too_large, request_too_large_error
 
 _logger = logging.getLogger(__name__)
 
@@ -320,7 +316,7 @@ class OTLPSpanExporter(trace_exporter.OTLPSpanExporter):
                     len(data),
                     limit,
                 )
-                result.error = RequestPayloadTooLargeError(
+                result.error = request_too_large_error(
                     f"Serialized span request size {len(data)} bytes exceeds max_request_size "
                     f"{limit} bytes."
                 )

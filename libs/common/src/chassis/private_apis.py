@@ -1,10 +1,12 @@
-"""Every private name of another package the chassis relies on, and nowhere else.
+"""The private names of other packages the chassis reaches into.
 
 A private name can change in any release without notice. The lint refuses them outside this
 module (ruff's PLC2701 for imports, SLF001 for attributes); here each is reached through one
-function saying why it is used and what happens without it. tests/test_private_apis.py checks
-every one against the installed versions and fails naming the package, its version and the
-name: an upgrade that removes one breaks the build, not silently the service.
+function saying why it is used and what happens without it. Two subclasses override connexion
+methods that are private too (chassis.validation, chassis.middleware.api_docs): the lint cannot
+see those, so they are listed at the end. tests/test_private_apis.py checks every one against
+the installed versions and fails naming the package, its version and the name: an upgrade that
+removes one breaks the build, not silently the service.
 
 - threading._register_atexit: run before the interpreter joins non-daemon threads at exit (as
   concurrent.futures does for its own pools); atexit runs after, too late for idle workers.
@@ -12,8 +14,16 @@ name: an upgrade that removes one breaks the build, not silently the service.
   HTTP client, export metrics, size limit and shutdown flag: chassis.otlp encodes the request
   body itself and hands it to the exporter's own client, so retries, limits and metrics stay
   the SDK's.
+- structlog's configuration object (``_config._CONFIG``): chassis.logging reads the defaults
+  from it on every cached logger's check; ``structlog.get_config()`` builds a dict per call.
 - connexion: a request's parsed query, given as empty when there is no query string, so that
   the parameter validator does not parse nothing.
+
+Overridden or inherited by subclasses (not reached through this module):
+- chassis.validation: RequestValidationOperation's ``_operation`` and ``_validator_map``;
+  JSONRequestBodyValidator's ``_validate`` and ``_required``.
+- chassis.middleware.api_docs: SwaggerUIAPI's ``_spec_for_prefix`` and
+  ``_get_swagger_ui_home``.
 """
 
 from __future__ import annotations
@@ -23,10 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.http import _common as otlp_http  # noqa: PLC2701
-
-# A public name, but only in that private module.
-RequestPayloadTooLargeError = otlp_http.RequestPayloadTooLargeError
+import structlog
 
 
 def register_before_thread_join(callback: Callable[[], None]) -> bool:
@@ -41,7 +48,24 @@ def register_before_thread_join(callback: Callable[[], None]) -> bool:
 
 def is_request_too_large(data: bytes, limit: int) -> bool:
     """The OTLP/HTTP exporter's own test of a request body against its max_request_size."""
-    return bool(otlp_http._is_request_too_large(data, limit))  # noqa: SLF001
+    # Imported here: the one-shot commands (migrate, seed) import this module, not the exporter.
+    from opentelemetry.exporter.otlp.proto.http import _common  # noqa: PLC2701
+
+    return bool(_common._is_request_too_large(data, limit))  # noqa: SLF001
+
+
+def request_too_large_error(message: str) -> Exception:
+    """The exporter's own error for a body over max_request_size (public, in that private
+    module)."""
+    from opentelemetry.exporter.otlp.proto.http import _common  # noqa: PLC2701
+
+    return _common.RequestPayloadTooLargeError(message)
+
+
+def structlog_configuration() -> Any | None:
+    """structlog's live configuration (``default_processors``, ``default_wrapper_class``,
+    ``logger_factory``, ``default_context_class``); None when this structlog has none there."""
+    return getattr(getattr(structlog, "_config", None), "_CONFIG", None)
 
 
 @dataclass(frozen=True)
