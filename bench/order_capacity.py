@@ -3,21 +3,22 @@
     uv run --all-packages python bench/order_capacity.py [--rates 10,20,...] [--seconds 15]
 
 books, shop and chat, one `<service> serve` process each (as `make dev` runs them), each with
-its own database on a throwaway PostgreSQL server (Debian's binaries, as the tests use), JSON
-access logs on, every span exported to the in-bench OTLP receiver (--no-traces: none). One
-well-stocked book; every order is one copy of it with its own Idempotency-Key: shop prices and
-reserves it at books,
+its own database on a throwaway PostgreSQL server (Debian's binaries, as the tests use: it needs
+the postgresql package, which `.ci/run` installs), JSON access logs on, every span exported to a
+local OTLP receiver in a process of its own (--no-traces: none). One well-stocked book; every
+order is one copy of it with its own Idempotency-Key: shop prices and reserves it at books,
 confirms it and posts a notice to chat, which checks the book at books.
 
 An open-model generator (asyncio and httpx, in this process) sends POST /orders at a constant
 rate per step, whatever the answers: each request's latency is measured from its *scheduled*
 start, so a queue building up shows as latency, not as a lower rate. Per step: p50, p95 and p99,
-errors (anything but 201), and CPU per order of each process (books, shop, chat, PostgreSQL's
-server processes and the generator itself) from /proc. The knee is the highest rate with p95 at
-most 100 ms and no errors. The steps stop after the first one past the knee.
+errors (anything but 201), and CPU per order of each part from /proc: books, shop, chat,
+PostgreSQL's server processes, the span receiver ("sink") and the generator itself. The knee is
+the highest rate with p95 at most 100 ms and no errors. The steps stop after the first one past
+the knee.
 
 Figures, never a pass/fail gate: the exit status is 0 unless the run itself failed. Everything
-listens on 127.0.0.1 and stops at the end, also on Ctrl-C.
+listens on 127.0.0.1 and stops at the end, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,9 +53,6 @@ from chassis.testing.processes import (  # noqa: E402
     console_script,
     free_port,
 )
-
-sys.path.insert(0, str(ROOT / "bench"))
-from otlp_sink import OtlpSink  # noqa: E402
 
 SERVICES = ("books", "shop", "chat")
 DEFAULT_RATES = (10, 20, 30, 40, 50, 60, 70, 80, 100, 120, 150)
@@ -81,13 +81,15 @@ class Step:
         return self.errors == 0 and self.percentile(0.95) <= P95_LIMIT_MS
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of ``pid`` (0 once it is gone)."""
+def cpu_ticks(pid: int, *, reaped_children: bool = False) -> int:
+    """utime + stime of ``pid`` (0 once it is gone), plus with ``reaped_children`` what its
+    children that ended and were waited for used (cutime + cstime): a backend that exits during
+    a step is counted in the postmaster then."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return 0
-    return int(fields[11]) + int(fields[12])
+    return sum(int(value) for value in fields[11 : 15 if reaped_children else 13])
 
 
 def descendants(root: int) -> list[int]:
@@ -116,7 +118,10 @@ class CpuMeter:
         self.trees, self.alone = dict(trees), dict(alone)
 
     def read(self) -> dict[str, float]:
-        ticks = {name: sum(map(cpu_ticks, descendants(root))) for name, root in self.trees.items()}
+        ticks = {
+            name: sum(cpu_ticks(pid, reaped_children=True) for pid in descendants(root))
+            for name, root in self.trees.items()
+        }
         ticks |= {name: cpu_ticks(pid) for name, pid in self.alone.items()}
         return {name: value / CLOCK_TICKS for name, value in ticks.items()}
 
@@ -156,9 +161,47 @@ async def open_model(
     return latencies, errors, total
 
 
+class SpanSink:
+    """bench/otlp_sink.py in a process of its own, so that receiving spans costs the generator
+    nothing; ``received`` is what it said when it stopped."""
+
+    def __init__(self) -> None:
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.received = ""
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "otlp_sink.py"), str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not self._listening(port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the OTLP sink did not start")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.received = (self.process.communicate(timeout=10)[0] or "").strip()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
 @contextmanager
 def bookshop(
-    workdir: Path, postgres: LocalPostgresServer, sink: OtlpSink, *, traces: bool
+    workdir: Path, postgres: LocalPostgresServer, sink: SpanSink, *, traces: bool
 ) -> Iterator[dict[str, ServiceProcess]]:
     registry = service_registry.load_services()
     issuer = DevIssuer.generate()
@@ -170,7 +213,8 @@ def bookshop(
         OTEL_TRACES_SAMPLER="always_on",
         AUTH__PUBLIC_KEY=issuer.public_pem(),
     )
-    processes = {}
+    processes: dict[str, ServiceProcess] = {}
+    stack = ExitStack()
     for name in SERVICES:
         env = {**common, "DATABASE_URL": postgres.create_database(f"{name}_capacity")}
         for dependency in registry[name].dependencies:
@@ -188,18 +232,16 @@ def bookshop(
         processes[name] = ServiceProcess(
             name, port=ports[name], env=env, log_path=workdir / f"{name}.log", new_session=True
         )
-    try:
+    with stack:
         for process in processes.values():
             process.start(wait=False)
+            stack.callback(process.terminate)  # each one stops, whichever fails
         for process in processes.values():
             process.wait_until_ready()
         processes["books"].env["BENCH_TOKEN"] = issuer.mint(
             audience="books", scopes=("catalog:write",)
         )
         yield processes
-    finally:
-        for process in processes.values():
-            process.terminate()
 
 
 def well_stocked_book(books_url: str, token: str) -> int:
@@ -223,14 +265,15 @@ def run(rates: list[int], seconds: float, *, traces: bool = True) -> list[Step]:
     steps: list[Step] = []
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="capacity-")))
-        sink = stack.enter_context(OtlpSink())
+        sink = SpanSink()
+        stack.callback(sink.stop)
         # Debian's binaries, not a container: its server processes are counted from /proc.
         postgres = stack.enter_context(LocalPostgresServer.launch())
         processes = stack.enter_context(bookshop(workdir, postgres, sink, traces=traces))
         book = well_stocked_book(processes["books"].url, processes["books"].env["BENCH_TOKEN"])
         parts = {name: process.pid for name, process in processes.items()}
         parts["postgres"] = postgres_pid(postgres)
-        meter = CpuMeter(parts, {"generator": os.getpid()})
+        meter = CpuMeter(parts, {"sink": sink.process.pid, "generator": os.getpid()})
         asyncio.run(open_model(processes["shop"].url, book, 5, 2.0))  # warm-up: caches, pools
         print(
             f"order capacity: {seconds:g} s per step, rates {rates}, spans "
@@ -249,6 +292,7 @@ def run(rates: list[int], seconds: float, *, traces: bool = True) -> list[Step]:
             print(format_step(step), flush=True)
             if not step.healthy:
                 break
+    print(f"span receiver: {sink.received or 'no report'}", flush=True)
     return steps
 
 
@@ -267,8 +311,11 @@ def format_step(step: Step) -> str:
 
 
 def server_cpu_ms(step: Step) -> float:
-    """CPU per order in books, shop, chat and PostgreSQL: the generator is not the shop's."""
-    return sum(value for name, value in step.cpu_ms_per_order.items() if name != "generator")
+    """CPU per order in books, shop, chat and PostgreSQL: the generator and the span receiver
+    are not the shop's (a real collector runs elsewhere)."""
+    return sum(
+        value for name, value in step.cpu_ms_per_order.items() if name not in {"generator", "sink"}
+    )
 
 
 def report(steps: list[Step]) -> None:
@@ -296,7 +343,16 @@ def main() -> int:
         "--no-traces", action="store_true", help="OTEL_TRACES_EXPORTER=none (default: export all)"
     )
     arguments = parser.parse_args()
-    rates = [int(rate) for rate in arguments.rates.split(",") if rate]
+    try:
+        rates = sorted({int(rate) for rate in arguments.rates.split(",") if rate.strip()})
+    except ValueError:
+        parser.error(f"--rates: whole numbers separated by commas, not {arguments.rates!r}")
+    if not rates or rates[0] <= 0:
+        parser.error("--rates: at least one rate, each above 0")
+    if arguments.seconds <= 0:
+        parser.error("--seconds: above 0")
+    # SIGTERM unwinds like Ctrl-C: the ExitStacks stop the services, PostgreSQL and the sink.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     report(run(rates, arguments.seconds, traces=not arguments.no_traces))
     return 0
 

@@ -2,12 +2,16 @@
 
 It stands in for Jaeger's OTLP port during the benchmark, so the books contender pays the
 whole export path (batching, protobuf encoding, an HTTP POST per batch) without a real backend.
-It listens on 127.0.0.1 only and runs on a daemon thread of the benchmark process.
+It listens on 127.0.0.1 only and runs on a daemon thread of the benchmark process, or as a
+process of its own (``python bench/otlp_sink.py PORT``: until SIGTERM, then it prints what it
+received), where its CPU is not the benchmark's.
 """
 
 from __future__ import annotations
 
 import gzip
+import signal
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -89,3 +93,18 @@ class OtlpSink:
     def __exit__(self, *_: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def main(port: int) -> int:
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    with OtlpSink(port=port) as sink:
+        while not stopped.wait(0.5):
+            pass
+    print(f"spans {sink.spans} requests {sink.requests} errors {sink.errors}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1])))
