@@ -2,6 +2,7 @@ import asyncio
 import json
 import socket
 import sqlite3
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from chassis import DOWN, UP, CheckResult, DatabaseUnavailable, current_session
 from chassis.config import DatabaseSection
-from chassis.db import Database, database_unavailable
+from chassis.db import PING_AFTER_IDLE_SECONDS, Database, database_unavailable
 from chassis.errors import DATABASE_POOL_EXHAUSTED_DETAIL, DATABASE_UNAVAILABLE_DETAIL
 from chassis.health import HealthRegistry, ShutdownState
 from chassis.testing import SpanRecorder, capture_logs
@@ -435,3 +436,34 @@ def test_a_failing_statement_never_carries_its_bound_values(database: Database) 
     assert "missing_table" in rendered  # the statement still says what failed
     assert secret not in rendered
     assert "parameters hidden" in rendered
+
+
+@pytest.mark.postgres
+def test_only_a_connection_that_idled_is_pinged_and_a_dead_one_is_replaced(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(DatabaseSection(url=postgres_url, pool_size=1, max_overflow=0))
+    admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT")
+    pings: list[object] = []
+    ping = database.engine.dialect.do_ping
+    monkeypatch.setattr(
+        database.engine.dialect, "do_ping", lambda connection: pings.append(1) or ping(connection)
+    )
+    try:
+        with database.session_scope() as session:
+            first = _backend_pid(session)
+            session.commit()  # the connection goes back to the pool, and out again
+            assert _backend_pid(session) == first
+        with database.session_scope() as session:
+            assert _backend_pid(session) == first
+        assert pings == [], "a connection used moments ago is not pinged"
+
+        with admin.connect() as killer:  # an operator, a fail-over: gone while it idles
+            killer.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": first})
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+        with database.session_scope() as session:  # pinged, found dead, replaced: no error
+            assert _backend_pid(session) != first
+        assert pings == [1]
+    finally:
+        admin.dispose()
+        database.dispose()

@@ -11,6 +11,7 @@ exception, :class:`~chassis.errors.DatabaseUnavailable` (503 with Retry-After): 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -211,16 +212,46 @@ def _create_engine(url: str, section: DatabaseSection) -> Engine:
         if parsed.database and parsed.database != ":memory:":  # in-memory: one static connection
             options.update(pooled)
     else:
-        # pre-ping: a database restart must not fail the first request after it
-        options.update(pooled, pool_pre_ping=True)
+        options.update(pooled)
         if backend == "postgresql":
             options["connect_args"] = {"connect_timeout": section.connect_timeout_seconds}
     engine = create_engine(url, **options)
+    if backend != "sqlite":
+        _ping_when_idle(engine)
     event.listen(engine, "handle_error", _flag_lost_connections)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "before_cursor_execute", _sqlite_begin_before_writing)
     return engine
+
+
+# A pooled connection idle for less than this is not pinged before use (HikariCP's "alive
+# bypass window" is the same 500 ms): a request checks connections out several times (once per
+# transaction), and a ping each time was a round trip per commit.
+PING_AFTER_IDLE_SECONDS = 0.5
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping (a database restart must not fail the first request after it), but only of
+    connections that sat in the pool longer than PING_AFTER_IDLE_SECONDS. A failed ping raises
+    DisconnectionError: the pool discards that connection and checks out another."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _went_idle(_: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_it_idled(dbapi_connection: Any, record: Any, _: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # new, or just used
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa_exc.DisconnectionError("the pooled connection is gone") from exc
+        if not alive:
+            raise sa_exc.DisconnectionError("the pooled connection is gone")
 
 
 _SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|CREATE|DROP|ALTER)\b", re.I)
