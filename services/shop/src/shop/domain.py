@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +63,7 @@ class Settlement:
     status: str  # confirmed, rejected, or pending when even compensation failed
     reason: str | None = None
     retry_after_seconds: float | None = None
+    confirmed_at: datetime | None = None  # set when this saga confirmed the order
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def place_order(
     ]
     order_id = str(uuid.uuid4())
     try:
-        persistence.insert_pending(
+        order = persistence.insert_pending(
             session,
             order_id=order_id,
             items=items,
@@ -109,7 +111,7 @@ def place_order(
         earlier = persistence.fetch_by_key(session, idempotency_key=request.idempotency_key)
         assert earlier is not None
         return _replay(session, earlier, request, replay_wait_seconds, saga)
-    return saga(_fetch(session, order_id))
+    return saga(order)
 
 
 def _run_saga(
@@ -118,7 +120,11 @@ def _run_saga(
     outcome = settle(
         session, books, order=order, budget_seconds=budget, crash_after_reserving=crash
     )
-    if outcome.status == "confirmed":
+    if outcome.confirmed_at is not None:  # only status and updated_at changed
+        return Placed(
+            {**order, "status": "confirmed", "updated_at": outcome.confirmed_at}, replayed=False
+        )
+    if outcome.status == "confirmed":  # another saga confirmed it
         return Placed(_fetch(session, order["id"]), replayed=False)
     raise _rejection(order["id"], outcome)
 
@@ -164,9 +170,10 @@ def settle(
     if wait_out_trouble and isinstance(trouble, DependencyError | CircuitOpenError):
         return Settlement("pending", f"books_unavailable: {trouble.detail}")
     if refusal is None and trouble is None:
-        if persistence.confirm(session, order_id=order_id, attempt=attempt):
+        confirmed_at = persistence.confirm(session, order_id=order_id, attempt=attempt)
+        if confirmed_at is not None:
             session.commit()
-            return Settlement("confirmed")
+            return Settlement("confirmed", confirmed_at=confirmed_at)
         session.rollback()
         return _follow(session, books, order_id, attempt)  # another saga is compensating it
     retry_after = trouble.headers.get("Retry-After") if trouble else None

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Executable, Update
 
 from chassis.db import NAMING_CONVENTION
 
@@ -80,27 +80,35 @@ def insert_pending(
     total: Decimal,
     idempotency_key: str | None,
     fingerprint: str,
-) -> None:
+) -> dict[str, Any]:
+    """The new PENDING order, as :func:`fetch_order` would read it (RETURNING: no read back)."""
     stamp = now()
     try:
         with session.begin_nested():
-            session.execute(
-                insert(orders).values(
-                    id=order_id,
-                    status="pending",
-                    total=total,
-                    idempotency_key=idempotency_key,
-                    fingerprint=fingerprint,
-                    created_at=stamp,
-                    updated_at=stamp,
+            row = (
+                session.execute(
+                    insert(orders)
+                    .values(
+                        id=order_id,
+                        status="pending",
+                        total=total,
+                        idempotency_key=idempotency_key,
+                        fingerprint=fingerprint,
+                        created_at=stamp,
+                        updated_at=stamp,
+                    )
+                    .returning(*orders.c)
                 )
+                .mappings()
+                .one()
             )
     except IntegrityError as exc:
         raise DuplicateKey from exc
-    session.execute(
-        insert(order_items),
+    stored = session.execute(
+        insert(order_items).returning(*_ITEM_FIELDS, sort_by_parameter_order=True),
         [{"order_id": order_id, "position": n, **item} for n, item in enumerate(items)],
-    )
+    ).mappings()
+    return {**row, "items": [dict(item) for item in stored]}
 
 
 def fetch_order(session: Session, *, order_id: str) -> dict[str, Any] | None:
@@ -154,9 +162,15 @@ def set_status(
     return bool(changed)
 
 
-def confirm(session: Session, *, order_id: str, attempt: int) -> bool:
-    """PENDING -> CONFIRMED for this run of the saga, unless one started compensating it."""
-    return _move_pending(session, order_id, attempt, compensating=False, status="confirmed")
+def confirm(session: Session, *, order_id: str, attempt: int) -> datetime | None:
+    """PENDING -> CONFIRMED for this run of the saga, unless one started compensating it; the
+    order's new updated_at (None: not confirmed)."""
+    changed = session.execute(
+        _pending_run(order_id, attempt, compensating=False)
+        .values(status="confirmed", updated_at=now())
+        .returning(orders.c.updated_at)
+    ).first()
+    return None if changed is None else changed[0]
 
 
 def start_compensating(session: Session, *, order_id: str, attempt: int, reason: str) -> bool:
@@ -185,20 +199,24 @@ def retry(session: Session, *, order_id: str) -> bool:
 def _move_pending(
     session: Session, order_id: str, attempt: int, *, compensating: bool, **values: Any
 ) -> bool:
-    """Changes a PENDING order only while it is on run ``attempt`` and is (or is not yet)
-    compensating: a saga holding an older run of the order can never touch a newer one."""
     changed = _rows_changed(
         session,
-        update(orders)
-        .where(
-            orders.c.id == order_id,
-            orders.c.status == "pending",
-            orders.c.attempt == attempt,
-            orders.c.reason.is_not(None) if compensating else orders.c.reason.is_(None),
-        )
-        .values(**values, updated_at=now()),
+        _pending_run(order_id, attempt, compensating=compensating).values(
+            **values, updated_at=now()
+        ),
     )
     return bool(changed)
+
+
+def _pending_run(order_id: str, attempt: int, *, compensating: bool) -> Update:
+    """An UPDATE of a PENDING order only while it is on run ``attempt`` and is (or is not yet)
+    compensating: a saga holding an older run of the order can never touch a newer one."""
+    return update(orders).where(
+        orders.c.id == order_id,
+        orders.c.status == "pending",
+        orders.c.attempt == attempt,
+        orders.c.reason.is_not(None) if compensating else orders.c.reason.is_(None),
+    )
 
 
 def claim_stale(session: Session, *, status: str, older_than: timedelta) -> list[str]:
@@ -223,6 +241,10 @@ def claim_stale(session: Session, *, status: str, older_than: timedelta) -> list
         if won:
             claimed.append(order_id)
     return claimed
+
+
+# What an order's "items" hold, in this order.
+_ITEM_FIELDS = (order_items.c.book_id, order_items.c.quantity, order_items.c.unit_price)
 
 
 def _items(session: Session, order_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
