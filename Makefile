@@ -1,8 +1,12 @@
 # Developer and CI entry points. `make` lists the targets.
 
 PYTEST_ARGS ?=
-# Every service folder (deploy/service_registry.py reads the same services/*/service.yml).
-SERVICE_NAMES := $(patsubst services/%/service.yml,%,$(wildcard services/*/service.yml))
+# Every Python service folder, and every Go one (deploy/service_registry.py reads the same
+# folders' service.yml; a Go service's holds `language: go`).
+SERVICE_NAMES := $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/pyproject.toml))
+GO_SERVICE_NAMES := $(patsubst services/%/go.mod,%,$(wildcard services/*/go.mod))
+# staticcheck on PATH, else where `go install` puts it (.ci/run builds it so).
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$(go env GOPATH 2>/dev/null | cut -d: -f1)/bin/staticcheck")
 UNIT_TEST_PATHS := libs/common/tests $(SERVICE_NAMES:%=services/%/tests)
 # The slow suites: a whole stack per session (e2e), the deploy files, the docs' own commands.
 STACK_TEST_PATHS := tests/e2e tests/deploy tests/docs
@@ -43,8 +47,8 @@ Engine with Compose v2 ('docker compose version' failed here); without Docker: m
 exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint fmt check test bench books token dev break heal e2e load up down logs ps helm \
-	new-service offline-images compose-check k8s-up k8s-down
+.PHONY: help install lint fmt check go-check gateway test bench books token dev break heal e2e load up \
+	down logs ps helm new-service offline-images compose-check k8s-up k8s-down
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,9 +68,23 @@ fmt: ## Format the code and apply safe lint fixes
 	uv run ruff format .
 	uv run ruff check --fix .
 
-check: install ## The quick loop: lint, types, chassis and service tests in parallel (JOBS=auto)
+check: install ## The quick loop: lint, types, chassis and service tests in parallel (JOBS=auto), then go-check
 	@$(MAKE) --no-print-directory lint
 	uv run pytest $(if $(filter-out 0,$(JOBS)),-n $(JOBS)) $(PYTEST_ARGS) $(UNIT_TEST_PATHS)
+	@$(MAKE) --no-print-directory go-check
+
+go-check: ## The Go services (the gateway): gofmt, go vet, go test -race, staticcheck
+	@command -v go >/dev/null 2>&1 || { echo "make $@ needs Go (https://go.dev/dl/) on PATH" >&2; exit 127; }
+	@for service in $(GO_SERVICE_NAMES); do \
+		echo "==> services/$$service"; \
+		unformatted=$$(cd services/$$service && gofmt -l .); \
+		if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi; \
+		(cd services/$$service && go vet ./... && go test -race -count=1 ./... \
+			&& "$(STATICCHECK)" ./...) || exit 1; \
+	done
+
+gateway: ## Build the Go gateway: services/gateway/gateway (run it: services/gateway/gateway serve)
+	cd services/gateway && go build -trimpath -ldflags "-X github.com/bookshop/gateway/internal/server.Commit=$(GIT_COMMIT)" -o gateway .
 
 test: check ## Everything that can run here: check, e2e, deploy and docs, then compose-check if an engine answers
 	uv run pytest $(PYTEST_ARGS) $(STACK_TEST_PATHS)

@@ -203,7 +203,7 @@ class SpanSink:
 def bookshop(
     workdir: Path, postgres: LocalPostgresServer, sink: SpanSink, *, traces: bool
 ) -> Iterator[dict[str, ServiceProcess]]:
-    registry = service_registry.load_services()
+    registry = service_registry.python_services()
     issuer = DevIssuer.generate()
     ports = {name: free_port() for name in SERVICES}
     common = clean_environment(

@@ -6,14 +6,24 @@ so a new service folder is part of them without an edit elsewhere. What a folder
 
     services/<name>/service.yml              port (make dev's, compose's host port: design §8),
                                              credentials {dependency: [scopes]}, home (the
-                                             path a person opens first; /ui/ by default)
-    services/<name>/src/<package>/config.yml service.name (= <name>) and its dependencies
+                                             path a person opens first; /ui/ by default),
+                                             language (python by default, or go)
+    services/<name>/src/<package>/config.yml a Python service: service.name (= <name>) and its
+                                             dependencies
+    services/<name>/go.mod                   a Go service (its service.yml then lists its
+                                             dependencies itself: its settings are Go code)
+
+The places that run or deploy services (make dev, compose, the chart, Prometheus' targets, the
+end-to-end stack) take :func:`python_services` for now: the Go gateway (issue 11) joins them
+once it has an image. ``make check`` runs every Go service's vet, tests and staticcheck.
 
 It belongs to no package: scripts put deploy/ on ``sys.path`` and ``import service_registry``
 (pytest does so through ``pythonpath`` in pyproject.toml).
 
-    python deploy/service_registry.py            one line per service: name, port, dependencies
+    python deploy/service_registry.py            one line per service: name, port, dependencies,
+                                                 language
     python deploy/service_registry.py --names    the names, space-separated
+        [--language python]                      only the services in that language
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES_DIR = ROOT / "services"
 MANIFEST = "service.yml"
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PYTHON, GO = "python", "go"
+LANGUAGES = (PYTHON, GO)
 
 
 class ServiceManifestError(ValueError):
@@ -48,6 +60,7 @@ class ServiceManifest:
     dependencies: tuple[str, ...] = ()
     credentials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     home: str = "/ui/"
+    language: str = PYTHON
 
     @property
     def config_dir(self) -> Path:
@@ -62,6 +75,15 @@ def load_services(services_dir: Path = SERVICES_DIR) -> dict[str, ServiceManifes
     return services
 
 
+def python_services(services_dir: Path = SERVICES_DIR) -> dict[str, ServiceManifest]:
+    """The services built on the Python chassis (see the module's docstring)."""
+    return {
+        name: service
+        for name, service in load_services(services_dir).items()
+        if service.language == PYTHON
+    }
+
+
 def _load(manifest: Path) -> ServiceManifest:
     folder = manifest.parent
     name = folder.name
@@ -74,14 +96,26 @@ def _load(manifest: Path) -> ServiceManifest:
     if type(port) is not int or not 1024 <= port <= 65535:
         raise ServiceManifestError(f"{manifest}: port must be a number from 1024 to 65535")
     package = name.replace("-", "_")
-    config_file = folder / "src" / package / "config.yml"
-    config = _yaml(config_file)
-    declared = (config.get("service") or {}).get("name")
-    if declared != name:
-        raise ServiceManifestError(
-            f"{config_file}: service.name must be {name!r}, the folder's name"
-        )
-    dependencies = tuple(sorted(config.get("dependencies") or {}))
+    language = data.get("language", PYTHON)
+    if language not in LANGUAGES:
+        raise ServiceManifestError(f"{manifest}: language must be one of {', '.join(LANGUAGES)}")
+    if language == GO:
+        config_file = manifest
+        if not (folder / "go.mod").is_file():
+            raise ServiceManifestError(f"{folder / 'go.mod'} is missing (language: go)")
+        listed = data.get("dependencies") or []
+        if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+            raise ServiceManifestError(f"{manifest}: dependencies must be a list of names")
+        dependencies = tuple(sorted(listed))
+    else:
+        config_file = folder / "src" / package / "config.yml"
+        config = _yaml(config_file)
+        declared = (config.get("service") or {}).get("name")
+        if declared != name:
+            raise ServiceManifestError(
+                f"{config_file}: service.name must be {name!r}, the folder's name"
+            )
+        dependencies = tuple(sorted(config.get("dependencies") or {}))
     credentials = {
         str(dependency): tuple(str(scope) for scope in scopes or ())
         for dependency, scopes in (data.get("credentials") or {}).items()
@@ -95,7 +129,7 @@ def _load(manifest: Path) -> ServiceManifest:
     home = data.get("home", "/ui/")
     if not isinstance(home, str) or not home.startswith("/"):
         raise ServiceManifestError(f"{manifest}: home must be a path such as /ui/")
-    return ServiceManifest(name, port, folder, package, dependencies, credentials, home)
+    return ServiceManifest(name, port, folder, package, dependencies, credentials, home, language)
 
 
 def env_name(name: str) -> str:
@@ -153,13 +187,19 @@ def _yaml(path: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", action="store_true", help="the names only, on one line")
+    parser.add_argument("--language", choices=LANGUAGES, help="only the services in it")
     args = parser.parse_args(argv)
-    services = load_services()
+    services = {
+        name: service
+        for name, service in load_services().items()
+        if args.language in (None, service.language)
+    }
     if args.names:
         print(" ".join(services))
         return 0
     for service in services.values():
-        print(f"{service.name} {service.port} {','.join(service.dependencies) or '-'}")
+        dependencies = ",".join(service.dependencies) or "-"
+        print(f"{service.name} {service.port} {dependencies} {service.language}")
     return 0
 
 

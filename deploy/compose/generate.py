@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--urls", action="store_true", help="print each service's URL")
     arguments = parser.parse_args(argv)
-    registry = service_registry.load_services()
+    registry = service_registry.python_services()
     if arguments.urls:
         sys.stdout.write(urls(registry))
     else:

@@ -1,7 +1,7 @@
 """The local stack of `make dev`, and `make break` / `make heal` against any running stack.
 
     run.py start             prepare the databases and the environment, run honcho on a
-                             Procfile written to .dev/: every service folder (books, shop,
+                             Procfile written to .dev/: every Python service folder (books, shop,
                              chat: deploy/service_registry.py) through its own `serve`
                              (+ Prometheus when a `prometheus` binary is on PATH), print the
                              URLs once every one answers its readiness probe; Ctrl-C (or
@@ -49,7 +49,7 @@ import service_registry  # noqa: E402 - deploy/ holds no package
 # Where the SQLite files and Prometheus data live; DEV_DIR moves it (the tests use their own).
 DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-REGISTRY = service_registry.load_services()
+REGISTRY = service_registry.python_services()
 SERVICES = tuple(REGISTRY)
 # A service's tokens for its dependencies, minted at each start: valid longer than any dev
 # session runs.

@@ -234,7 +234,7 @@ def preflight() -> str:
 
 
 def up(*, offline: bool) -> None:
-    registry = service_registry.load_services()
+    registry = service_registry.python_services()
     helm = preflight()
     found = forwards(registry, grafana=not offline)
     stop_forwarding()
@@ -427,7 +427,7 @@ def stop_forwarding() -> None:
 
 def forward() -> None:
     """Keep the forwards up until SIGTERM."""
-    registry = service_registry.load_services()
+    registry = service_registry.python_services()
     grafana = capture(kubectl("get", "service", "grafana", "--ignore-not-found", "-o", "name"))
     forwarder = Forwarder(
         forwards(registry, grafana=bool(grafana.stdout.strip())),

@@ -1,4 +1,4 @@
-"""Render a Prometheus config: every service folder is a scrape target.
+"""Render a Prometheus config: every Python service folder is a scrape target (not yet the gateway).
 
 The services and their ports come from their folders (deploy/service_registry.py reads
 services/*/service.yml); targets.yml holds what they share (the metrics path, the port inside a
@@ -21,7 +21,7 @@ given file out of date)::
 From Python (the module has no package; load it by path)::
 
     config(mode, *, interval="15s", ports=None, host="127.0.0.1", rule_files=(),
-           registry=None) -> dict        # registry: service_registry.load_services() by default
+           registry=None) -> dict        # registry: service_registry.python_services() by default
     render(mode, **same) -> str      # YAML text with a "generated" header
 """
 
@@ -60,7 +60,7 @@ def load_targets(
     registry: Mapping[str, service_registry.ServiceManifest] | None = None,
 ) -> Targets:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    registry = service_registry.load_services() if registry is None else registry
+    registry = service_registry.python_services() if registry is None else registry
     return Targets(
         metrics_path=str(data["metrics_path"]),
         container_port=int(data["container_port"]),

@@ -69,7 +69,7 @@ def main() -> int:
         print(f"{message}: skipped", file=sys.stderr)
         return 0
     offline = ["OFFLINE=1"] if os.environ.get("OFFLINE") else []
-    registry = service_registry.load_services()
+    registry = service_registry.python_services()
     figures: list[str] = []
     try:
         started = time.monotonic()

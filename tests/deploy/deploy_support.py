@@ -37,7 +37,7 @@ PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 GRAFANA_DIR = OBSERVABILITY / "grafana"
 # Every folder under services/ (deploy/service_registry.py), in the order of their ports, and
 # the port each declares: its host port in compose and its local port in make dev (design §8).
-REGISTRY = service_registry.load_services()
+REGISTRY = service_registry.python_services()
 SERVICES = tuple(REGISTRY)
 HOST_PORTS = {name: service.port for name, service in REGISTRY.items()}
 CONTAINER_PORT = 8000

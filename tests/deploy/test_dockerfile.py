@@ -230,7 +230,7 @@ def test_no_image_variable_is_mistaken_for_a_settings_section() -> None:
     HTTP__PORT...): the image may set only those it means to."""
 
     meant = {"ENVIRONMENT"}
-    for service in service_registry.load_services().values():
+    for service in service_registry.python_services().values():
         settings = service_registry.settings_class(service)
         for name in set(env_pairs(RUNTIME)) - meant:
             assert name.split("__")[0].lower() not in settings.model_fields, name

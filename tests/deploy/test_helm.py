@@ -55,7 +55,7 @@ from chassis.endpoints import LIVE, METRICS, READY
 
 CHART = ROOT / "deploy" / "helm" / "bookshop"
 # Every folder under services/ (deploy/service_registry.py), in the order of their ports.
-REGISTRY = service_registry.load_services()
+REGISTRY = service_registry.python_services()
 SERVICES = tuple(REGISTRY)
 FULL_VALUES = CHART / "ci" / "full-values.yaml"
 SCENARIOS = {"default": (), "full": ("-f", str(FULL_VALUES))}
@@ -1037,18 +1037,15 @@ def _package(helm: str, chart: Path, destination: Path) -> dict[str, bytes]:
 
 
 def _manifests(services: dict[str, service_registry.ServiceManifest]) -> dict[str, Path]:
-    """What the chart needs of each folder: path in the chart -> the file."""
-    return {
-        path: source
-        for name, service in services.items()
-        for path, source in [
-            (f"services/{name}/service.yml", service.folder / service_registry.MANIFEST),
-            (
-                f"services/{name}/src/{service.package}/config.yml",
-                service.config_dir / "config.yml",
-            ),
-        ]
-    }
+    """What the chart needs of each folder: path in the chart -> the file (of a service in
+    another language, its service.yml only: the chart reads that it skips it)."""
+    needed = {}
+    for name, service in services.items():
+        needed[f"services/{name}/service.yml"] = service.folder / service_registry.MANIFEST
+        if service.language == service_registry.PYTHON:
+            config = f"services/{name}/src/{service.package}/config.yml"
+            needed[config] = service.config_dir / "config.yml"
+    return needed
 
 
 def test_the_chart_package_holds_the_service_manifests_and_nothing_else_of_them(
@@ -1061,7 +1058,7 @@ def test_the_chart_package_holds_the_service_manifests_and_nothing_else_of_them(
     assert tmp_path.joinpath(f"bookshop-{version}.tgz").is_file()
     services = {path.removeprefix("bookshop/"): data for path, data in files.items()}
     services = {path: data for path, data in services.items() if path.startswith("services/")}
-    expected = _manifests(REGISTRY)
+    expected = _manifests(service_registry.load_services())
     assert set(services) == set(expected)
     for path, source in expected.items():
         assert services[path] == source.read_bytes(), path
@@ -1127,7 +1124,7 @@ def test_a_new_service_folder_is_deployed_without_an_edit_of_the_chart(
     helm: str, repository_copy: Path
 ) -> None:
     chart = repository_copy / CHART.relative_to(ROOT)
-    services = service_registry.load_services(repository_copy / "services")
+    services = service_registry.python_services(repository_copy / "services")
     assert list(services) == [*SERVICES, "reviews"], "the registry sees it, last by port"
     for original in CHART.rglob("*"):  # the chart itself is the repository's, byte for byte
         if original.is_file() and "services" not in original.relative_to(CHART).parts:
@@ -1244,7 +1241,7 @@ def test_an_inconsistent_folder_fails_the_render_with_its_reason(
         folder / "src" / "reviews" / "config.yml", {"service": {"name": "reviews"}, **config}
     )
     with pytest.raises(service_registry.ServiceManifestError):
-        service_registry.load_services(repository_copy / "services")
+        service_registry.python_services(repository_copy / "services")
     chart = repository_copy / CHART.relative_to(ROOT)
     result = run_helm(helm, "template", str(chart))
     assert result.returncode != 0

@@ -67,7 +67,7 @@ from chassis.dev_issuer import DevIssuer
 from chassis.testing import load_script
 
 RUN = load_script(ROOT / "deploy" / "minikube" / "run.py", "minikube_run")
-REGISTRY = service_registry.load_services()
+REGISTRY = service_registry.python_services()
 SERVICES = tuple(REGISTRY)
 KUBE_SCORE_CHECKS = CHART / "ci" / "kube-score.yaml"
 OBSERVABILITY = ROOT / "observability"

@@ -14,7 +14,7 @@ import pytest
 import service_registry
 import yaml
 from deploy_support import GENERATE, ROOT
-from service_registry import ServiceManifestError, load_services
+from service_registry import ServiceManifestError, load_services, python_services
 
 from chassis.testing import load_script
 
@@ -34,7 +34,11 @@ def test_every_service_folder_is_in_the_registry() -> None:
 
 def test_the_registry_knows_what_each_service_needs() -> None:
     services = load_services()
-    assert list(services) == ["books", "shop", "chat"]  # by port, design §8
+    assert list(services) == ["gateway", "books", "shop", "chat"]  # by port, design §8
+    assert services["gateway"].language == "go"
+    assert services["gateway"].dependencies == ("books", "chat", "shop")
+    assert services["gateway"].home == "/"
+    assert list(python_services()) == ["books", "shop", "chat"]
     assert services["shop"].dependencies == ("books", "chat")
     assert services["shop"].credentials == {"books": ("stock:reserve",)}
     assert services["chat"].dependencies == ("books",)
@@ -46,14 +50,31 @@ def test_the_makefile_checks_every_service(target: str, per_service: str) -> Non
     planned = subprocess.run(
         ["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    for name in load_services():
+    for name in python_services():
         assert f"services/{name}/{per_service}" in planned, f"make {target} skips {name}"
+
+
+def test_make_check_runs_every_go_service_checks() -> None:
+    def make_variable(name: str) -> list[str]:
+        return subprocess.run(
+            ["make", "-s", f"--eval=print-it: ; @echo $({name})", "print-it"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+
+    go_services = [name for name, s in load_services().items() if s.language == "go"]
+    assert sorted(make_variable("GO_SERVICE_NAMES")) == sorted(go_services) == ["gateway"]
+    assert sorted(make_variable("SERVICE_NAMES")) == sorted(python_services())
+    planned = subprocess.run(
+        ["make", "-n", "go-check"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for step in ("gofmt -l", "go vet ./...", "go test -race", "./..."):
+        assert step in planned, step
 
 
 def test_make_dev_runs_every_service_with_its_dependencies_and_credentials() -> None:
     procfile = dev_runner().procfile_text()
     lines = {line.split(":", 1)[0]: line for line in procfile.splitlines() if ": " in line}
-    for name, service in load_services().items():
+    for name, service in python_services().items():
         line = lines[name]
         assert f"exec {name} serve" in line
         assert f'--port "${name.upper()}_PORT"' in line
@@ -69,7 +90,7 @@ def test_make_dev_runs_every_service_with_its_dependencies_and_credentials() -> 
 def test_prometheus_scrapes_every_service() -> None:
     config = yaml.safe_load(PROMETHEUS.render("compose"))
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert set(load_services()) <= jobs
+    assert set(python_services()) <= jobs
 
 
 # -- a new folder, in a copy of services/ -----------------------------------------------------
@@ -94,7 +115,7 @@ def add_service(
 
 @pytest.fixture
 def services_copy(tmp_path: Path) -> Path:
-    for name, service in load_services().items():
+    for name, service in python_services().items():
         add_service(tmp_path, name, port=service.port, dependencies=service.dependencies)
     return tmp_path
 
@@ -156,6 +177,8 @@ def test_a_new_folder_joins_the_dev_stack_with_its_token(services_copy: Path) ->
         ("Reviews", {"port": 8004}, (), "folder name must be like reviews or gift-cards"),
         ("reviews", {"port": 8004}, ("ratings",), "depends on ['ratings'], which no folder"),
         ("reviews", {"port": 8004, "home": "ui"}, (), "home must be a path such as /ui/"),
+        ("reviews", {"port": 8004, "language": "rust"}, (), "language must be one of python, go"),
+        ("reviews", {"port": 8004, "language": "go"}, (), "go.mod is missing (language: go)"),
         (
             "reviews",
             {"port": 8004, "credentials": {"shop": ["x"]}},
@@ -176,6 +199,24 @@ def test_an_inconsistent_folder_is_refused_with_its_reason(
         load_services(services_copy)
 
 
+def test_a_go_service_lists_its_dependencies_in_its_service_yml(services_copy: Path) -> None:
+    folder = services_copy / "edge"
+    folder.mkdir()
+    (folder / "go.mod").write_text("module example.com/edge\n")
+    manifest = {"language": "go", "port": 8005, "dependencies": ["shop", "books"]}
+    (folder / "service.yml").write_text(yaml.safe_dump(manifest))
+    edge = load_services(services_copy)["edge"]
+    assert (edge.language, edge.dependencies) == ("go", ("books", "shop"))
+    assert "edge" not in python_services(services_copy)
+
+    (folder / "service.yml").write_text(yaml.safe_dump({**manifest, "dependencies": "books"}))
+    with pytest.raises(ServiceManifestError, match="dependencies must be a list of names"):
+        load_services(services_copy)
+    (folder / "service.yml").write_text(yaml.safe_dump({**manifest, "dependencies": ["ratings"]}))
+    with pytest.raises(ServiceManifestError, match=re.escape("depends on ['ratings']")):
+        load_services(services_copy)
+
+
 def test_a_config_naming_another_service_is_refused(services_copy: Path) -> None:
     add_service(services_copy, "reviews", port=8004)
     (services_copy / "reviews" / "src" / "reviews" / "config.yml").write_text(
@@ -193,3 +234,10 @@ def test_the_command_line_lists_the_names() -> None:
         check=True,
     ).stdout.split()
     assert listed == list(load_services())
+    python_only = subprocess.run(
+        [sys.executable, str(Path(service_registry.__file__)), "--names", "--language", "python"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert python_only == list(python_services())

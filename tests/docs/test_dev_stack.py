@@ -23,7 +23,7 @@ from dev_stack import READY_BANNER, ROOT, DevStack, port_free, stack_environment
 
 from chassis.testing import free_port
 
-SERVICES = tuple(service_registry.load_services())
+SERVICES = tuple(service_registry.python_services())
 STARTUP_SECONDS = 180
 
 

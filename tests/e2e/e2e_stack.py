@@ -51,7 +51,7 @@ from chassis.testing.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-REGISTRY = service_registry.load_services()  # every folder under services/
+REGISTRY = service_registry.python_services()  # every Python service folder (not yet the gateway)
 SERVICES = tuple(REGISTRY)
 DEV_FAULTS_TOKEN = "dev-faults-token-not-a-secret"
 READY_TIMEOUT = 60.0

@@ -43,11 +43,11 @@ from chassis.testing.postgres import PostgresServer
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
-from service_registry import load_services  # noqa: E402 - deploy/ holds no package
+from service_registry import python_services  # noqa: E402 - deploy/ holds no package
 
 OUT = ROOT / ".dev" / "load"
 # The services the locustfile drives, on the ports their service.yml declares (design §8).
-DEFAULT_PORTS = {name: load_services()[name].port for name in ("books", "shop", "chat")}
+DEFAULT_PORTS = {name: python_services()[name].port for name in ("books", "shop", "chat")}
 SERVICES = {
     name: os.environ.get(f"LOAD_{name.upper()}_URL")
     or f"http://127.0.0.1:{os.environ.get(f'{name.upper()}_PORT') or port}"

@@ -1,8 +1,9 @@
 """Hostile request bodies against every JSON write endpoint of every real service.
 
-Each service (every folder under services/) is built in-process on a migrated SQLite database, its
-dependencies at a closed port, and every operation whose request body takes JSON is found in its
-own OpenAPI document: an endpoint added tomorrow is covered without a change here.
+Each Python service (every folder under services/ but the Go gateway) is built in-process on a
+migrated SQLite database, its dependencies at a closed port, and every operation whose request
+body takes JSON is found in its own OpenAPI document: an endpoint added tomorrow is covered
+without a change here.
 
 - JSON nested far deeper than Python's parser recurses: 400 naming the body, never a 500;
 - a body without a Content-Type, or with one the operation does not take: 415 listing the
@@ -53,7 +54,7 @@ def _service_parts(
 
 
 # Every folder under services/ (deploy/service_registry.py): a new service is covered too.
-SERVICES = {name: _service_parts(m) for name, m in service_registry.load_services().items()}
+SERVICES = {name: _service_parts(m) for name, m in service_registry.python_services().items()}
 DEEP_JSON = b"[" * 10_000 + b"]" * 10_000
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 EVERY_SCOPE = ("catalog:write", "stock:reserve")

@@ -4,7 +4,8 @@ finds them. services/ is a symlink to the repository's services/ (`helm package`
 files in; .helmignore keeps out all but the two read here):
   services/<name>/service.yml               port (the order: design §8), credentials
                                             {dependency: [scopes]} (the tokens it presents),
-                                            home (what a person opens first; /ui/ by default)
+                                            home (what a person opens first; /ui/ by default),
+                                            language (python by default; others are skipped)
   services/<name>/src/<package>/config.yml  service.name (= <name>), dependencies (their keys);
                                             <package> is <name> with "-" as "_"
 Each one's Deployment, Service, PDB, HPA and NetworkPolicy are named after it, not after the
@@ -24,6 +25,9 @@ JSON: {"names": [by port], "services": {<name>: {"port", "home", "dependencies":
 {{- $manifest := $.Files.Get $path | fromYaml -}}
 {{- if hasKey $manifest "Error" -}}
 {{- fail (printf "%s must hold a mapping: %s" $path $manifest.Error) -}}
+{{- end -}}
+{{- if ne (toString ($manifest.language | default "python")) "python" -}}
+{{- continue -}}{{- /* the Go gateway has no image yet (service_registry.python_services) */ -}}
 {{- end -}}
 {{- $port := $manifest.port -}}
 {{- if not (and (kindIs "float64" $port) (eq (float64 (int $port)) $port) (ge (int $port) 1024) (le (int $port) 65535)) -}}
