@@ -33,7 +33,8 @@ def test_database_outage_turns_readiness_down_not_liveness(local_stack: LocalSta
             interval=0.2,
             message=lambda s=service: f"{s} not ready again: {stack.readiness(s).text}",  # type: ignore[misc]
         )
-        assert stack.readiness(service).json()["checks"]["database"]["status"] == "UP"
+        again = stack.readiness(service).json()
+        assert again["checks"]["database"]["status"] == "UP", (service, again["checks"]["database"])
     assert stack.canary_book is not None
     assert stack.http.get(f"{stack.url('books')}/books/{stack.canary_book}").status_code == 200
     assert stack.order([(stack.canary_book, 1)]).status_code == 201

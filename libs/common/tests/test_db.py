@@ -439,7 +439,7 @@ def test_a_failing_statement_never_carries_its_bound_values(database: Database) 
 
 
 @pytest.mark.postgres
-def test_only_a_connection_that_idled_is_pinged_and_a_dead_one_is_replaced(
+def test_a_pooled_connection_is_pinged_only_when_it_idled_or_the_server_closed_it(
     postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = Database(DatabaseSection(url=postgres_url, pool_size=1, max_overflow=0))
@@ -460,10 +460,15 @@ def test_only_a_connection_that_idled_is_pinged_and_a_dead_one_is_replaced(
 
         with admin.connect() as killer:  # an operator, a fail-over: gone while it idles
             killer.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": first})
-        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
-        with database.session_scope() as session:  # pinged, found dead, replaced: no error
-            assert _backend_pid(session) != first
+        with database.session_scope() as session:  # at once: the server said goodbye, so
+            second = _backend_pid(session)  # it is pinged, found dead and replaced: no error
+        assert second != first
         assert pings == [1]
+
+        time.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
+        with database.session_scope() as session:  # idle long enough to be pinged anyway
+            assert _backend_pid(session) == second
+        assert pings == [1, 1]
     finally:
         admin.dispose()
         database.dispose()

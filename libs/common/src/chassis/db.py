@@ -11,6 +11,7 @@ exception, :class:`~chassis.errors.DatabaseUnavailable` (503 with Retry-After): 
 from __future__ import annotations
 
 import re
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -232,9 +233,12 @@ PING_AFTER_IDLE_SECONDS = 0.5
 
 
 def _ping_when_idle(engine: Engine) -> None:
-    """Pre-ping (a database restart must not fail the first request after it), but only of
-    connections that sat in the pool longer than PING_AFTER_IDLE_SECONDS. A failed ping raises
-    DisconnectionError: the pool discards that connection and checks out another."""
+    """Pre-ping (a database restart must not fail the first request after it), but with a
+    round trip only for connections that sat in the pool longer than PING_AFTER_IDLE_SECONDS,
+    or that the server wrote to while they idled: a server that stops or ends a backend tells
+    the client and closes the socket, which a zero-timeout poll sees without a round trip (a
+    restart can take less than the window). A failed ping raises DisconnectionError: the pool
+    discards that connection and checks out another."""
 
     @event.listens_for(engine.pool, "checkin")
     def _went_idle(_: Any, record: Any) -> None:
@@ -244,14 +248,31 @@ def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine.pool, "checkout")
     def _ping_if_it_idled(dbapi_connection: Any, record: Any, _: Any) -> None:
         idle_since = record.info.pop("idle_since", None)
-        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
-            return  # new, or just used
+        if idle_since is None:
+            return  # a new connection
+        recent = time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS
+        if recent and not _server_wrote(dbapi_connection):
+            return
         try:
             alive = engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
             raise sa_exc.DisconnectionError("the pooled connection is gone") from exc
         if not alive:
             raise sa_exc.DisconnectionError("the pooled connection is gone")
+
+
+def _server_wrote(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has something to read (a closing server's message
+    or end of file); True when the driver gives no socket (then it is pinged)."""
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 _SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|CREATE|DROP|ALTER)\b", re.I)
