@@ -20,6 +20,9 @@ HOST = "127.0.0.1"
 CHECK_SECONDS = 5.0
 CHECK_TIMEOUT_SECONDS = 2.0
 FAILURES_BEFORE_RESTART = 3
+# A forward that has not answered yet is given this long to start (kubectl takes a second or
+# two, more on a busy machine) before its failed checks count.
+STARTUP_GRACE_SECONDS = 15.0
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -69,6 +72,9 @@ class Forwarder:
         self._failures = dict.fromkeys(self._forwards, 0)
         self._backoff = dict.fromkeys(self._forwards, FIRST_BACKOFF_SECONDS)
         self._not_before = dict.fromkeys(self._forwards, 0.0)
+        self._started = dict.fromkeys(self._forwards, 0.0)
+        # whether each forward's current process has answered a check yet, and restarts so far
+        self.answered = dict.fromkeys(self._forwards, False)
         self.restarts = dict.fromkeys(self._forwards, 0)
 
     def stop(self) -> None:
@@ -89,6 +95,10 @@ class Forwarder:
             if answers(forward.local, forward.probe):
                 self._failures[forward] = 0
                 self._backoff[forward] = FIRST_BACKOFF_SECONDS
+                self.answered[forward] = True
+                return
+            starting = time.monotonic() - self._started[forward] < STARTUP_GRACE_SECONDS
+            if not self.answered[forward] and starting:
                 return
             self._failures[forward] += 1
             if self._failures[forward] < FAILURES_BEFORE_RESTART:
@@ -104,6 +114,7 @@ class Forwarder:
             self._not_before[forward] = now + self._backoff[forward]
             self._backoff[forward] = min(self._backoff[forward] * 2, MAX_BACKOFF_SECONDS)
         self._failures[forward] = 0
+        self._started[forward], self.answered[forward] = now, False
         self._processes[forward] = subprocess.Popen(self._command(forward))  # noqa: S603
 
     def _end(self, process: subprocess.Popen[bytes]) -> None:

@@ -826,8 +826,9 @@ def test_k8s_up_says_what_is_missing(tmp_path: Path) -> None:
 # and connects each client to the backend it chose when it started; when that backend is gone it
 # goes on listening, and every connection fails.
 STAND_IN_FORWARD = """
-import socket, sys, threading
+import socket, sys, threading, time
 local, chosen = int(sys.argv[1]), int(open(sys.argv[2]).read())
+time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)  # kubectl taking its time to start
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", local))
@@ -838,8 +839,13 @@ def pipe(a, b):
             b.sendall(data)
     except OSError:
         pass
-    finally:
-        a.close(); b.close()
+    finally:  # shutdown, not close alone: the other thread may be blocked in recv on it
+        for end in (a, b):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
 while True:
     client, _ = server.accept()
     try:
@@ -861,6 +867,7 @@ def _backend() -> ThreadingHTTPServer:
 class _Healthy(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(200)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -886,7 +893,7 @@ def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: P
     runner = threading.Thread(target=forwarder.run)
     runner.start()
     try:
-        _wait_until(lambda: forward_module.answers(local, "/health/live"))
+        _wait_until(lambda: forwarder.answered[item])  # its own check got through
         assert forwarder.restarts[item] == 0
         first.shutdown()  # the pod is replaced: the forward still listens, every request fails
         first.server_close()
@@ -901,6 +908,33 @@ def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: P
         second.shutdown()
     assert not runner.is_alive()
     assert not forward_module.answers(local, "/health/live"), "stop() ends the forwards"
+
+
+def test_a_forward_slow_to_start_is_given_time_not_restarted(tmp_path: Path) -> None:
+    forward_module = load_script(ROOT / "deploy" / "minikube" / "forward.py", "minikube_forward")
+    backend = _backend()
+    chosen = tmp_path / "backend"
+    chosen.write_text(str(backend.server_port))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    item = forward_module.Forward("books", local, 8000, "/health/live")
+    startup = 1.5  # 15 checks: five times the failures that restart a forward that answered
+    forwarder = forward_module.Forwarder(
+        [item],
+        lambda _: [sys.executable, "-c", STAND_IN_FORWARD, str(local), str(chosen), str(startup)],
+        log=lambda _: None,
+        check_seconds=0.1,
+    )
+    runner = threading.Thread(target=forwarder.run)
+    runner.start()
+    try:
+        _wait_until(lambda: forwarder.answered[item])
+        assert forwarder.restarts[item] == 0
+    finally:
+        forwarder.stop()
+        runner.join(timeout=30)
+        backend.shutdown()
 
 
 def _wait_until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
