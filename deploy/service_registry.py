@@ -156,7 +156,8 @@ def settings_class(service: ServiceManifest) -> type[Any]:
 
 def banner_line(service: ServiceManifest, base_url: str) -> str:
     """The line a stack prints for ``service`` once it is up: what a person opens first."""
-    docs = "" if service.home == "/ui/" else "   (API docs at /ui/)"
+    python = service.language == PYTHON  # the chassis serves API docs at /ui/
+    docs = "" if service.home == "/ui/" or not python else "   (API docs at /ui/)"
     return f"  {service.name:<11} {base_url}{service.home}{docs}"
 
 

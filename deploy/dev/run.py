@@ -1,11 +1,12 @@
 """The local stack of `make dev`, and `make break` / `make heal` against any running stack.
 
     run.py start             prepare the databases and the environment, run honcho on a
-                             Procfile written to .dev/: every Python service folder (books, shop,
-                             chat: deploy/service_registry.py) through its own `serve`
-                             (+ Prometheus when a `prometheus` binary is on PATH), print the
-                             URLs once every one answers its readiness probe; Ctrl-C (or
-                             SIGTERM) stops everything and exits 0
+                             Procfile written to .dev/: every service folder (books, shop,
+                             chat: deploy/service_registry.py) through its own `serve`, the
+                             Go gateway too when `go` is on PATH (built first with `go
+                             build`), + Prometheus when a `prometheus` binary is on PATH;
+                             print the URLs once every one answers its readiness probe;
+                             Ctrl-C (or SIGTERM) stops everything and exits 0
     run.py break SERVICE     inject a fault (default: full outage) through PUT /admin/faults
                              [--fault '{"error_rate": 0.5}']
     run.py heal SERVICE      DELETE /admin/faults
@@ -49,8 +50,11 @@ import service_registry  # noqa: E402 - deploy/ holds no package
 # Where the SQLite files and Prometheus data live; DEV_DIR moves it (the tests use their own).
 DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 RENDERER = ROOT / "observability" / "prometheus" / "render.py"
-REGISTRY = service_registry.python_services()
-SERVICES = tuple(REGISTRY)
+REGISTRY = service_registry.load_services()
+# The Python services: each has a database, `migrate` and `seed`, a console script and tokens.
+SERVICES = tuple(service_registry.python_services())
+# The Go services (the gateway): `go build` into their folder, then `<folder>/<name> serve`.
+GO_SERVICES = tuple(name for name, s in REGISTRY.items() if s.language == service_registry.GO)
 # A service's tokens for its dependencies, minted at each start: valid longer than any dev
 # session runs.
 CREDENTIAL_SECONDS = 7 * 24 * 3600
@@ -87,8 +91,8 @@ def load_renderer() -> ModuleType:
 
 
 def service_ports(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
-    """targets.yml's ports, each overridable by ``<NAME>_PORT``."""
-    defaults: dict[str, int] = load_renderer().load_targets().services
+    """Every service's port (its service.yml), each overridable by ``<NAME>_PORT``."""
+    defaults: dict[str, int] = load_renderer().load_targets(registry=REGISTRY).services
     return {name: port_setting(environ, name, port) for name, port in defaults.items()}
 
 
@@ -129,6 +133,9 @@ def start() -> int:
         prometheus_at = prometheus_port()
     except ValueError as exc:
         return fail(str(exc))
+    go_note = build_go_services()
+    if go_note is not None:
+        ports = {name: port for name, port in ports.items() if name not in GO_SERVICES}
     busy = [f"{name} :{port}" for name, port in ports.items() if port_in_use(port)]
     if busy:
         return fail(
@@ -146,15 +153,17 @@ def start() -> int:
     if not prepare_databases(databases):
         return 1
     prepared = time.monotonic()
-    processes = list(SERVICES)
+    running = {name: REGISTRY[name] for name in ports}
+    processes = list(running)
     prometheus = prometheus_note(prometheus_at)
     if prometheus is None:
+        renderer = load_renderer()
         (DEV_DIR / "prometheus.yml").write_text(
-            load_renderer().render("local", interval=PROMETHEUS_INTERVAL, ports=ports)
+            renderer.render("local", interval=PROMETHEUS_INTERVAL, ports=ports, registry=running)
         )
         processes.append("prometheus")
     procfile = DEV_DIR / "Procfile"
-    procfile.write_text(procfile_text())
+    procfile.write_text(procfile_text(running))
     honcho = shutil.which("honcho")
     assert honcho is not None
     command = [honcho, "start", "-f", str(procfile), "-d", str(ROOT), "-e", os.devnull]
@@ -174,6 +183,7 @@ def start() -> int:
                 databases,
                 prometheus or f"http://{HOST}:{prometheus_at}/",
                 traces_note(env),
+                go_note,
                 ready_seconds=time.monotonic() - began,
                 prepare_seconds=prepared - began,
                 not_ready=waiting,
@@ -311,9 +321,10 @@ def stack_environment(
         "LOGGING__FORMAT": os.environ.get("LOGGING__FORMAT", "console"),
         "PYTHONUNBUFFERED": "1",
     }
-    for name in SERVICES:
+    for name in ports:
         env[f"{variable(name)}_PORT"] = str(ports[name])
         env[f"{variable(name)}_URL"] = f"http://{HOST}:{ports[name]}"
+    for name in SERVICES:
         env[f"{variable(name)}_DATABASE_URL"] = databases[name]
     no_otel_choice = not any(
         key in os.environ for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER")
@@ -338,19 +349,48 @@ def procfile_text(services: Mapping[str, service_registry.ServiceManifest] = REG
     ]
     for name, service in services.items():
         own = variable(name)
-        settings = [
-            f'DATABASE_URL="${own}_DATABASE_URL"',
-            'AUTH__PUBLIC_KEY_FILE="$AUTH_PUBLIC_KEY_FILE"',
-        ]
+        python = service.language == service_registry.PYTHON
+        settings = (
+            [f'DATABASE_URL="${own}_DATABASE_URL"', 'AUTH__PUBLIC_KEY_FILE="$AUTH_PUBLIC_KEY_FILE"']
+            if python
+            else []
+        )
         for dependency in service.dependencies:
             key = f"DEPENDENCIES__{variable(dependency)}"
             settings.append(f'{key}__BASE_URL="${variable(dependency)}_URL"')
             if dependency in service.credentials:
                 settings.append(f'{key}__TOKEN_FILE="${own}_{variable(dependency)}_TOKEN_FILE"')
-        command = f'exec {name} serve --host {HOST} --port "${own}_PORT"'
+        program = name if python else go_binary(service)
+        command = f'exec {program} serve --host {HOST} --port "${own}_PORT"'
         lines.append(f"{name}: {' '.join(settings)} {command}")
     lines.append(PROMETHEUS_PROCESS)
     return "\n".join(lines) + "\n"
+
+
+def go_binary(service: service_registry.ServiceManifest) -> str:
+    """Where `go build` puts a Go service's program: its folder, named after it."""
+    return str(service.folder / service.name)
+
+
+def build_go_services() -> str | None:
+    """`go build` of every Go service (what `make gateway` does); None when they are built, or
+    why they are left out of the stack (no Go on PATH, or a failed build)."""
+    if not GO_SERVICES:
+        return None
+    if shutil.which("go") is None:
+        return f"not started: no `go` on PATH (Go >= 1.26 builds {', '.join(GO_SERVICES)})"
+    for name in GO_SERVICES:
+        built = subprocess.run(  # noqa: S603 - our own fixed command line
+            ["go", "build", "-trimpath", "-o", name, "."],  # noqa: S607 - go from PATH
+            cwd=REGISTRY[name].folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if built.returncode != 0:
+            print(built.stderr, file=sys.stderr)
+            return f"not started: `go build` of {name} failed (above)"
+    return None
 
 
 def credentials(directory: Path) -> dict[str, str]:
@@ -424,6 +464,7 @@ def print_banner(
     databases: Mapping[str, str],
     prometheus: str,
     traces: str,
+    go_note: str | None = None,
     *,
     ready_seconds: float,
     prepare_seconds: float,
@@ -451,6 +492,7 @@ def print_banner(
             service_registry.banner_line(REGISTRY[name], f"{url}:{port}")
             for name, port in ports.items()
         ),
+        *([f"  {', '.join(GO_SERVICES):<11} {go_note}"] if go_note else []),
         f"  prometheus  {prometheus}",
         f"  traces      {traces}",
         "  health      /health/live, /health/ready, /metrics and /info on every service",
@@ -483,8 +525,8 @@ def faults(service: str, method: str, body: str | None, base_url: str | None) ->
         ports = service_ports()
     except ValueError as exc:
         return fail(str(exc))
-    if service not in ports:
-        return fail(f"SERVICE must be one of {', '.join(ports)}, not {service!r}")
+    if service not in SERVICES:  # the chassis' fault injection: the Python services
+        return fail(f"SERVICE must be one of {', '.join(SERVICES)}, not {service!r}")
     url = f"{base_url or f'http://{HOST}:{ports[service]}'}/admin/faults"
     if body is not None:
         try:

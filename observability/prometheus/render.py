@@ -1,4 +1,5 @@
-"""Render a Prometheus config: every Python service folder is a scrape target (not yet the gateway).
+"""Render a Prometheus config: every service folder is a scrape target (for compose and the chart,
+the Python ones: the Go gateway has no image yet; `make dev` passes every service it runs).
 
 The services and their ports come from their folders (deploy/service_registry.py reads
 services/*/service.yml); targets.yml holds what they share (the metrics path, the port inside a

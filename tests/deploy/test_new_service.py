@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 from deploy_support import ROOT, find_helm, free_port
-from service_registry import ServiceManifest, load_services, python_services
+from service_registry import ServiceManifest, load_services
 
 from chassis.testing import load_script
 from chassis.testing.plugin import running_in_ci
@@ -276,7 +276,7 @@ def found_everywhere_it_runs(repository: Path, env: dict[str, str], tmp_path: Pa
         assert name in services
 
     dev_stack = load_script(ROOT / "tests" / "docs" / "dev_stack.py", "dev_stack")
-    ports = {name: free_port() for name in python_services(repository / "services")}
+    ports = {name: free_port() for name in load_services(repository / "services")}
     ports["prometheus"] = free_port()
     stack = dev_stack.DevStack(
         dev_stack.stack_environment(tmp_path / "dev", **ports)

@@ -74,10 +74,12 @@ def test_make_check_runs_every_go_service_checks() -> None:
 def test_make_dev_runs_every_service_with_its_dependencies_and_credentials() -> None:
     procfile = dev_runner().procfile_text()
     lines = {line.split(":", 1)[0]: line for line in procfile.splitlines() if ": " in line}
-    for name, service in python_services().items():
+    for name, service in load_services().items():
         line = lines[name]
-        assert f"exec {name} serve" in line
+        program = name if service.language == "python" else str(service.folder / name)
+        assert f"exec {program} serve" in line
         assert f'--port "${name.upper()}_PORT"' in line
+        assert ("DATABASE_URL=" in line) is (service.language == "python"), line
         for dependency in service.dependencies:
             assert (
                 f'DEPENDENCIES__{dependency.upper()}__BASE_URL="${dependency.upper()}_URL"' in line
@@ -85,6 +87,21 @@ def test_make_dev_runs_every_service_with_its_dependencies_and_credentials() -> 
         for dependency in service.credentials:
             assert f"DEPENDENCIES__{dependency.upper()}__TOKEN_FILE=" in line
     assert "prometheus" in lines
+
+
+def test_make_dev_builds_and_runs_the_go_gateway_or_says_why_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = dev_runner()
+    assert runner.GO_SERVICES == ("gateway",)
+    monkeypatch.setattr(runner.shutil, "which", lambda tool: None if tool == "go" else tool)
+    assert "no `go` on PATH" in (runner.build_go_services() or "")
+    monkeypatch.undo()
+    binary = Path(runner.go_binary(load_services()["gateway"]))
+    binary.unlink(missing_ok=True)
+    assert runner.build_go_services() is None
+    assert binary.is_file()
+    assert "gateway" in runner.service_ports()
 
 
 def test_prometheus_scrapes_every_service() -> None:
