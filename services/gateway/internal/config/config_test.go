@@ -33,7 +33,7 @@ func TestDefaultsAreTheChassisAndDesignSection7(t *testing.T) {
 	if s.Service.Name != "gateway" || s.HTTP.Host != "127.0.0.1" || s.HTTP.Port != 8000 {
 		t.Fatalf("service/http defaults: %+v %+v", s.Service, s.HTTP)
 	}
-	if s.Shutdown.Drain != 5*time.Second || s.Shutdown.Grace != 20*time.Second {
+	if s.Shutdown.Drain != 0 || s.Shutdown.Grace != 20*time.Second { // the chassis' (config.py)
 		t.Fatalf("shutdown defaults: %+v", s.Shutdown)
 	}
 	if s.Storefront.JaegerURL != "http://localhost:16686" {
@@ -85,6 +85,22 @@ func TestEnvironmentVariablesOverrideDefaults(t *testing.T) {
 	}
 	if got := books.Breaker.Policy(books.Read).SlowCall; got != 1200*time.Millisecond {
 		t.Fatalf("slow call = 80%% of the read timeout: %s", got)
+	}
+}
+
+func TestTheProductionProfileIsThePythonServicesOne(t *testing.T) {
+	development := load(t)
+	if development.HTTP.Host != "127.0.0.1" || development.Shutdown.Drain != 0 {
+		t.Fatalf("development: %+v %+v", development.HTTP, development.Shutdown)
+	}
+	production := load(t, "ENVIRONMENT=production")
+	if production.HTTP.Host != "0.0.0.0" || production.Shutdown.Drain != 5*time.Second ||
+		production.Shutdown.Grace != 20*time.Second {
+		t.Fatalf("production: %+v %+v", production.HTTP, production.Shutdown)
+	}
+	overridden := load(t, "ENVIRONMENT=production", "HTTP__HOST=127.0.0.1")
+	if overridden.HTTP.Host != "127.0.0.1" {
+		t.Fatal("a variable wins over the profile")
 	}
 }
 

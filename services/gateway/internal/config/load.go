@@ -33,12 +33,22 @@ func (e *Error) Error() string {
 	return "invalid configuration:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
-// Load builds the settings from the defaults and environ (os.Environ's "NAME=value" form);
-// secret files named by *_FILE variables win over plain variables.
+// The variable that picks a profile, and the one profile the services define (config.py).
+const (
+	profileVariable   = "ENVIRONMENT"
+	productionProfile = "production"
+)
+
+// Load builds the settings from the defaults, the production profile when ENVIRONMENT says
+// so, and environ (os.Environ's "NAME=value" form); secret files named by *_FILE variables win
+// over plain variables.
 func Load(environ []string) (*Settings, error) {
 	settings := Defaults()
 	var problems []string
 	plain, files := split(environ)
+	if strings.TrimSpace(plain[profileVariable]) == productionProfile {
+		settings.ProductionProfile() // the profile, then the variables over it (as config.py)
+	}
 	for _, name := range sortedKeys(plain) {
 		problems = append(problems, settings.apply(name, name, plain[name])...)
 	}

@@ -111,10 +111,8 @@ func Defaults() *Settings {
 			HeaderTimeout:  10 * time.Second,
 			BodyTimeout:    30 * time.Second,
 		},
-		Logging: Logging{Level: "INFO", Format: "json", AccessLog: true},
-		// A gateway drains by default (the chassis' default is 0): it is what a load balancer
-		// points at, and needs the time to take it out of rotation before the listener closes.
-		Shutdown:     Shutdown{Drain: 5 * time.Second, Grace: 20 * time.Second},
+		Logging:      Logging{Level: "INFO", Format: "json", AccessLog: true},
+		Shutdown:     Shutdown{Drain: 0, Grace: 20 * time.Second},
 		Storefront:   Storefront{JaegerURL: "http://localhost:16686"},
 		Dependencies: map[string]*Dependency{},
 	}
@@ -124,6 +122,15 @@ func Defaults() *Settings {
 		s.Dependencies[name] = dependency
 	}
 	return s
+}
+
+// ProductionProfile is what the Python services' config.production.yml sets when
+// ENVIRONMENT=production (before any variable): every interface, and time for load balancers
+// to take the gateway out of rotation before its listener closes.
+func (s *Settings) ProductionProfile() {
+	s.HTTP.Host = "0.0.0.0"
+	s.Shutdown.Drain = 5 * time.Second
+	s.Shutdown.Grace = 20 * time.Second
 }
 
 // DefaultDependency is design §7 with no base URL (which has no default).
