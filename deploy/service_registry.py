@@ -96,7 +96,7 @@ def _load(manifest: Path) -> ServiceManifest:
     if type(port) is not int or not 1024 <= port <= 65535:
         raise ServiceManifestError(f"{manifest}: port must be a number from 1024 to 65535")
     package = name.replace("-", "_")
-    language = data.get("language", PYTHON)
+    language = data.get("language") or PYTHON
     if language not in LANGUAGES:
         raise ServiceManifestError(f"{manifest}: language must be one of {', '.join(LANGUAGES)}")
     if language == GO:
@@ -173,6 +173,14 @@ def _check_together(services: Mapping[str, ServiceManifest]) -> None:
         if unknown:
             raise ServiceManifestError(
                 f"{service.name} depends on {unknown}, which no folder under services/ is"
+            )
+        elsewhere = sorted(
+            name for name in service.dependencies if services[name].language != PYTHON
+        )
+        if service.language == PYTHON and elsewhere:  # they would not be in its compose stack
+            raise ServiceManifestError(
+                f"{service.name} depends on {elsewhere}: a Python service may depend on Python "
+                "services only (compose and the chart do not run the others yet)"
             )
 
 

@@ -31,6 +31,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -140,7 +141,7 @@ def start() -> int:
     if busy:
         return fail(
             f"port(s) in use: {', '.join(busy)}. Is `make dev` or `make up` already running? "
-            "Other ports: BOOKS_PORT=9001 SHOP_PORT=9002 CHAT_PORT=9003 make dev"
+            "Other ports: GATEWAY_PORT=9000 BOOKS_PORT=9001 SHOP_PORT=9002 CHAT_PORT=9003 make dev"
         )
     DEV_DIR.mkdir(parents=True, exist_ok=True)
     try:
@@ -360,7 +361,7 @@ def procfile_text(services: Mapping[str, service_registry.ServiceManifest] = REG
             settings.append(f'{key}__BASE_URL="${variable(dependency)}_URL"')
             if dependency in service.credentials:
                 settings.append(f'{key}__TOKEN_FILE="${own}_{variable(dependency)}_TOKEN_FILE"')
-        program = name if python else go_binary(service)
+        program = name if python else shlex.quote(go_binary(service))
         command = f'exec {program} serve --host {HOST} --port "${own}_PORT"'
         lines.append(f"{name}: {' '.join(settings)} {command}")
     lines.append(PROMETHEUS_PROCESS)

@@ -5,6 +5,7 @@ place's own tests (compose's and the chart's iterate over the same list)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -225,6 +226,11 @@ def test_a_go_service_lists_its_dependencies_in_its_service_yml(services_copy: P
     edge = load_services(services_copy)["edge"]
     assert (edge.language, edge.dependencies) == ("go", ("books", "shop"))
     assert "edge" not in python_services(services_copy)
+
+    add_service(services_copy, "reviews", port=8006, dependencies=("edge",))
+    with pytest.raises(ServiceManifestError, match="may depend on Python services only"):
+        load_services(services_copy)
+    shutil.rmtree(services_copy / "reviews")
 
     (folder / "service.yml").write_text(yaml.safe_dump({**manifest, "dependencies": "books"}))
     with pytest.raises(ServiceManifestError, match="dependencies must be a list of names"):

@@ -238,7 +238,7 @@ def _ping_when_idle(engine: Engine) -> None:
     or that the server wrote to while they idled: a server that stops or ends a backend tells
     the client and closes the socket, which a zero-timeout poll sees without a round trip (a
     restart can take less than the window). A failed ping raises DisconnectionError: the pool
-    discards that connection and checks out another."""
+    discards that connection and opens a new one in its place."""
 
     @event.listens_for(engine.pool, "checkin")
     def _went_idle(_: Any, record: Any) -> None:
@@ -271,7 +271,7 @@ def _server_wrote(dbapi_connection: Any) -> bool:
         poller = select.poll()
         poller.register(fileno(), select.POLLIN | select.POLLPRI)
         return bool(poller.poll(0))
-    except (OSError, ValueError):
+    except Exception:  # a driver that closed it already (InterfaceError), no poll(): ping it
         return True
 
 
