@@ -27,6 +27,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -874,22 +875,48 @@ class _Healthy(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: Path) -> None:
-    forward_module = load_script(ROOT / "deploy" / "minikube" / "forward.py", "minikube_forward")
-    first, second = _backend(), _backend()
+@dataclass
+class StandInForwarding:
+    """A Forwarder keeping one stand-in forward (STAND_IN_FORWARD) to the backend whose port
+    is in ``chosen``, on a free local port."""
+
+    module: Any
+    forwarder: Any
+    item: Any
+    local: int
+    chosen: Path
+    lines: list[str]
+
+
+def _stand_in_forwarding(
+    tmp_path: Path, backend_port: int, *, check_seconds: float, startup_seconds: float = 0
+) -> StandInForwarding:
+    module = load_script(ROOT / "deploy" / "minikube" / "forward.py", "minikube_forward")
     chosen = tmp_path / "backend"
-    chosen.write_text(str(first.server_port))
+    chosen.write_text(str(backend_port))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         local = probe.getsockname()[1]
-    item = forward_module.Forward("books", local, 8000, "/health/live")
+    item = module.Forward("books", local, 8000, "/health/live")
     lines: list[str] = []
-    forwarder = forward_module.Forwarder(
-        [item],
-        lambda _: [sys.executable, "-c", STAND_IN_FORWARD, str(local), str(chosen)],
-        log=lines.append,
-        check_seconds=0.2,
+    command = [
+        sys.executable,
+        "-c",
+        STAND_IN_FORWARD,
+        str(local),
+        str(chosen),
+        str(startup_seconds),
+    ]
+    forwarder = module.Forwarder(
+        [item], lambda _: command, log=lines.append, check_seconds=check_seconds
     )
+    return StandInForwarding(module, forwarder, item, local, chosen, lines)
+
+
+def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: Path) -> None:
+    first, second = _backend(), _backend()
+    run = _stand_in_forwarding(tmp_path, first.server_port, check_seconds=0.2)
+    forwarder, item = run.forwarder, run.item
     runner = threading.Thread(target=forwarder.run)
     runner.start()
     try:
@@ -897,42 +924,32 @@ def test_the_forwarder_restarts_a_forward_whose_backend_was_replaced(tmp_path: P
         assert forwarder.restarts[item] == 0
         first.shutdown()  # the pod is replaced: the forward still listens, every request fails
         first.server_close()
-        chosen.write_text(str(second.server_port))
-        assert not forward_module.answers(local, "/health/live")
+        run.chosen.write_text(str(second.server_port))
+        assert not run.module.answers(run.local, "/health/live")
         _wait_until(lambda: forwarder.restarts[item] == 1)
-        _wait_until(lambda: forward_module.answers(local, "/health/live"))
-        assert any("stopped answering" in line for line in lines), lines
+        _wait_until(lambda: run.module.answers(run.local, "/health/live"))
+        assert any("stopped answering" in line for line in run.lines), run.lines
     finally:
         forwarder.stop()
         runner.join(timeout=30)
         second.shutdown()
     assert not runner.is_alive()
-    assert not forward_module.answers(local, "/health/live"), "stop() ends the forwards"
+    assert not run.module.answers(run.local, "/health/live"), "stop() ends the forwards"
 
 
 def test_a_forward_slow_to_start_is_given_time_not_restarted(tmp_path: Path) -> None:
-    forward_module = load_script(ROOT / "deploy" / "minikube" / "forward.py", "minikube_forward")
     backend = _backend()
-    chosen = tmp_path / "backend"
-    chosen.write_text(str(backend.server_port))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        local = probe.getsockname()[1]
-    item = forward_module.Forward("books", local, 8000, "/health/live")
-    startup = 1.5  # 15 checks: five times the failures that restart a forward that answered
-    forwarder = forward_module.Forwarder(
-        [item],
-        lambda _: [sys.executable, "-c", STAND_IN_FORWARD, str(local), str(chosen), str(startup)],
-        log=lambda _: None,
-        check_seconds=0.1,
+    # 1.5 s is 15 checks: five times the failures that restart a forward that answered
+    run = _stand_in_forwarding(
+        tmp_path, backend.server_port, check_seconds=0.1, startup_seconds=1.5
     )
-    runner = threading.Thread(target=forwarder.run)
+    runner = threading.Thread(target=run.forwarder.run)
     runner.start()
     try:
-        _wait_until(lambda: forwarder.answered[item])
-        assert forwarder.restarts[item] == 0
+        _wait_until(lambda: run.forwarder.answered[run.item])
+        assert run.forwarder.restarts[run.item] == 0
     finally:
-        forwarder.stop()
+        run.forwarder.stop()
         runner.join(timeout=30)
         backend.shutdown()
 
