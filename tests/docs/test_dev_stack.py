@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,31 @@ def test_the_banner_comes_once_every_service_is_ready(
         assert f"http://127.0.0.1:{other_ports['prometheus']}/" in banner, banner
     for port in (8000, 8001, 8002, 8003):
         assert f":{port}/" not in banner, banner
+
+
+@pytest.mark.timeout(60)
+def test_an_order_through_the_gateway_is_one_trace_from_go_to_python(
+    dev: DevStack, other_ports: dict[str, int]
+) -> None:
+    """The storefront's path: the Go gateway passes POST /api/shop/orders to shop with the
+    caller's W3C trace context, shop calls books; all three log the caller's trace id."""
+    dev.wait_for(READY_BANNER, 1)
+    trace_id = secrets.token_hex(16)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{other_ports['gateway']}/api/shop/orders",
+        data=json.dumps({"items": [{"book_id": 1, "quantity": 1}]}).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"through-the-gateway-{trace_id}",
+            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        assert json.loads(response.read())["status"] == "confirmed"
+    for process in ("gateway", "shop", "books"):
+        dev.wait_for(re.compile(rf"^\S+ {process}\.1 .*trace_id={trace_id}", re.M), 10)
 
 
 @pytest.mark.timeout(60)
