@@ -7,7 +7,7 @@ SERVICE_NAMES := $(patsubst services/%/pyproject.toml,%,$(wildcard services/*/py
 GO_SERVICE_NAMES := $(patsubst services/%/go.mod,%,$(wildcard services/*/go.mod))
 # staticcheck on PATH, else where `go install` puts it (.ci/run builds it so).
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$(go env GOPATH 2>/dev/null | cut -d: -f1)/bin/staticcheck")
-UNIT_TEST_PATHS := libs/common/tests $(SERVICE_NAMES:%=services/%/tests)
+UNIT_TEST_PATHS := libs/common/tests $(SERVICE_NAMES:%=services/%/tests) tests/bench
 # The slow suites: a whole stack per session (e2e), the deploy files, the docs' own commands.
 STACK_TEST_PATHS := tests/e2e tests/deploy tests/docs
 # Parallel pytest workers for the unit suites (pytest-xdist); 0 runs them in one process.

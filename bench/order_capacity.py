@@ -43,7 +43,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
+sys.path.insert(0, str(ROOT / "bench"))
 import service_registry  # noqa: E402 - deploy/ holds no package
+from results import record  # noqa: E402 - bench/ holds no package
 
 from chassis.dev_issuer import DevIssuer  # noqa: E402
 from chassis.testing.postgres import LocalPostgresServer  # noqa: E402
@@ -318,13 +320,21 @@ def server_cpu_ms(step: Step) -> float:
     )
 
 
-def report(steps: list[Step]) -> None:
+def report(steps: list[Step], *, traces: bool = True) -> None:
     healthy = [step for step in steps if step.healthy]
     print(f"load average {os.getloadavg()[0]:.1f}")
-    if not healthy:
+    knee = healthy[-1] if healthy else None
+    if traces:  # the figure issue 14 tracks: spans exported, as the services run
+        written = record(
+            {
+                "order_knee_per_s": knee.rate if knee else None,
+                "order_cpu_ms_at_knee": round(server_cpu_ms(knee), 1) if knee else None,
+            }
+        )
+        print(f"figures: {written.relative_to(ROOT)}")
+    if knee is None:
         print(f"knee: below {steps[0].rate} orders/s (p95 <= {P95_LIMIT_MS:g} ms, no errors)")
         return
-    knee = healthy[-1]
     typical = statistics.median(server_cpu_ms(step) for step in healthy)
     print(
         f"knee: {knee.rate} orders/s (the highest rate with p95 <= {P95_LIMIT_MS:g} ms and no "
@@ -353,7 +363,8 @@ def main() -> int:
         parser.error("--seconds: above 0")
     # SIGTERM unwinds like Ctrl-C: the ExitStacks stop the services, PostgreSQL and the sink.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    report(run(rates, arguments.seconds, traces=not arguments.no_traces))
+    traces = not arguments.no_traces
+    report(run(rates, arguments.seconds, traces=traces), traces=traces)
     return 0
 
 

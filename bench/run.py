@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from otlp_sink import OtlpSink
+from results import record
 
 from chassis.dev_issuer import DevIssuer
 
@@ -486,7 +487,37 @@ def main() -> int:
                 f"books {command} with nothing to do: {seconds:.2f} s, peak RSS "
                 f"{peak / 1024:.1f} MiB (median of {STARTS})"
             )
+        written = record(figures(results, startup, commands), fresh=True)
+        print(f"figures: {written.relative_to(BENCH_DIR.parent)}")
     return 0
+
+
+def figures(
+    results: dict[str, Result],
+    startup: tuple[list[float], int, int] | None,
+    commands: dict[str, tuple[float, int]],
+) -> dict[str, object]:
+    """What bench/results.py keeps of this run (medians, as printed)."""
+    found: dict[str, object] = {
+        key: {
+            "rps": round(statistics.median(result.rps), 1),
+            "cpu_us": round(statistics.median(result.cpu_us), 1),
+        }
+        for key, result in results.items()
+        if result.rps
+    }
+    # books' share of the raw ASGI ceiling, once make bench has that contender (issue 14)
+    ceiling = results.get("asgi-ceiling")
+    found["ceiling_share"] = (
+        round(statistics.median(results["books"].rps) / statistics.median(ceiling.rps), 3)
+        if ceiling and ceiling.rps and "books" in results and results["books"].rps
+        else None
+    )
+    found["rss_mib"] = round(startup[2] / 1024, 1) if startup else None
+    found["start_ms"] = round(statistics.median(startup[0])) if startup else None
+    for command, (_, peak) in commands.items():
+        found[f"{command}_rss_mib"] = round(peak / 1024, 1)
+    return found
 
 
 def print_report(
