@@ -22,9 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 # What `make up` writes from the service folders (not in git): named by the docs all the same.
 COMPOSE_GENERATE = load_script(ROOT / "deploy" / "compose" / "generate.py", "compose_generate")
+BENCH_RESULTS = load_script(ROOT / "bench" / "results.py", "bench_results")
+# Written by a command the docs describe (make up, make bench), not kept in the repository.
 GENERATED = {
     path.relative_to(ROOT).as_posix()
-    for path in (COMPOSE_GENERATE.SERVICES_FILE, COMPOSE_GENERATE.PROMETHEUS_FILE)
+    for path in (
+        COMPOSE_GENERATE.SERVICES_FILE,
+        COMPOSE_GENERATE.PROMETHEUS_FILE,
+        BENCH_RESULTS.LATEST,
+    )
 }
 DESIGN = ROOT / "docs" / "design.md"
 README_MAX_LINES = 160
